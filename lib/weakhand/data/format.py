@@ -1,0 +1,612 @@
+"""The one on-disk dataset format used by every dataset (synthetic renders and converted real sets).
+
+A dataset split is a directory holding ``manifest.json`` plus one ``.npy`` file per array::
+
+    <split>/manifest.json
+    <split>/rgb.npy      (N,H,W,3) uint8, RGB order
+    <split>/depth.npy    (N,H,W)   uint16, mm = value * manifest["depth_scale_mm"], 0 = missing
+    <split>/mask.npy     (N,H,W)   uint8 {0,1}
+    <split>/parts.npy    (N,H,W)   uint8 part labels (optional)
+    <split>/kp2d.npy     (N,21,2)  float32 crop pixels (NaN where absent)
+    <split>/kp3d.npy     (N,21,3)  float32 mm, OpenCV camera frame (NaN where withheld)
+    <split>/vis.npy      (N,21)    bool
+    <split>/K.npy        (N,3,3)   float32 crop intrinsics
+    <split>/side.npy     (N,)      uint8, 0 left / 1 right
+    <split>/has_2d.npy, has_3d.npy, has_depth.npy   (N,) bool
+    <split>/<extra>.npy  any declared extra, first axis N
+
+Every file is a plain ``.npy`` (``allow_pickle=False``) and can be memory-mapped.
+The directory is built under a temporary sibling name and moved into place only when complete
+(:func:`weakhand.io.atomic_directory`), and ``manifest.json`` is written last, so a dataset
+directory with a manifest is always complete.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .. import __version__ as _WEAKHAND_VERSION
+from .. import io as _io
+from ..skeleton import JOINT_NAMES, NUM_JOINTS
+
+SCHEMA = "weakhand-dataset"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_DEPTH_SCALE_MM = 0.1
+DEFAULT_HINT = "run notebook 00_make_data or `weakhand data ...` first"
+
+#: dtype and per-sample shape of the schema arrays; "H"/"W" stand for the crop size.
+ARRAY_SPECS: dict[str, tuple[np.dtype, tuple]] = {
+    "rgb": (np.dtype(np.uint8), ("H", "W", 3)),
+    "depth": (np.dtype(np.uint16), ("H", "W")),
+    "mask": (np.dtype(np.uint8), ("H", "W")),
+    "parts": (np.dtype(np.uint8), ("H", "W")),
+    "kp2d": (np.dtype(np.float32), (NUM_JOINTS, 2)),
+    "kp3d": (np.dtype(np.float32), (NUM_JOINTS, 3)),
+    "vis": (np.dtype(np.bool_), (NUM_JOINTS,)),
+    "K": (np.dtype(np.float32), (3, 3)),
+    "side": (np.dtype(np.uint8), ()),
+    "has_2d": (np.dtype(np.bool_), ()),
+    "has_3d": (np.dtype(np.bool_), ()),
+    "has_depth": (np.dtype(np.bool_), ()),
+}
+REQUIRED_ARRAYS: tuple[str, ...] = ("rgb", "depth", "mask", "kp2d", "kp3d", "vis", "K", "side",
+                                    "has_2d", "has_3d", "has_depth")
+OPTIONAL_ARRAYS: tuple[str, ...] = ("parts",)
+IMAGE_ARRAYS: tuple[str, ...] = ("rgb", "depth", "mask", "parts")
+
+_MANIFEST_KEYS = ("schema", "schema_version", "name", "domain", "split", "count", "image_size",
+                  "depth_scale_mm", "arrays")
+_HASH_CHUNK = 1 << 22
+
+
+class DatasetError(Exception):
+    """A dataset directory is missing, incomplete, corrupt or inconsistent with its manifest."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _resolve_shape(spec: tuple, image_size: tuple[int, int]) -> tuple[int, ...]:
+    h, w = image_size
+    return tuple(h if d == "H" else w if d == "W" else int(d) for d in spec)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_HASH_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stale_temporaries(path: Path) -> list[Path]:
+    if not path.parent.exists():
+        return []
+    return sorted(path.parent.glob(f"{path.name}{_io.TMP_MARK}*"))
+
+
+def _check_json(obj: Any, what: str) -> None:
+    try:
+        json.dumps(obj, default=_io._json_default)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _as_image_size(image_size: Iterable[int]) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be (H, W), got {image_size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image_size must be positive, got {(h, w)}")
+    return h, w
+
+
+# ----------------------------------------------------------------------------- writer
+class DatasetWriter:
+    """Write a dataset split chunk by chunk, atomically.
+
+    >>> with DatasetWriter(path, count=N, image_size=(H, W), name="synth", domain="synthetic",
+    ...                    split="train", source={"generator": "render_v1", "seed": 0}) as w:
+    ...     for start in range(0, N, B):
+    ...         w.write(start, {"rgb": ..., "depth": depth_mm_float, ...})
+
+    The arrays are ``np.lib.format.open_memmap`` files in a temporary sibling directory. Batches may
+    carry any subset of the arrays; on a clean exit every row of every array must have been written
+    (else ``ValueError`` and nothing is left at `path`). ``manifest.json`` (with size and sha256 of
+    each file) is written last and the directory is moved into place. On any exception nothing is
+    left at `path`, and an existing dataset there is untouched (it is replaced only with
+    ``overwrite=True`` and only on success).
+
+    Value conversions in :meth:`write`: float arrays are cast to float32; ``depth`` is taken as
+    uint16 units directly, or as float millimetres which are quantised
+    ``round(mm / depth_scale_mm)`` and clipped to [0, 65535] (NaN and negatives become 0 =
+    missing); integer image/label arrays are range-checked and cast (``mask`` must be in {0,1},
+    ``side`` in {0,1}); bool arrays accept bool or 0/1 integers.
+
+    Consistency enforced at the end: a sample with ``has_3d`` (``has_2d``) must have at least one
+    finite joint in ``kp3d`` (``kp2d``), and a sample without ``has_3d`` must have an all-NaN
+    ``kp3d`` (so withheld 3D labels cannot leak into a weakly-labelled split).
+    """
+
+    def __init__(self, path: str | os.PathLike, count: int, image_size: Iterable[int], name: str,
+                 domain: str, split: str, source: Mapping[str, Any] | None = None,
+                 depth_scale_mm: float = DEFAULT_DEPTH_SCALE_MM,
+                 extras: Mapping[str, tuple[Any, Iterable[int]]] | None = None,
+                 overwrite: bool = False, with_parts: bool = False,
+                 extra: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.count = int(count)
+        if self.count <= 0:
+            raise ValueError(f"count must be positive, got {count}")
+        self.image_size = _as_image_size(image_size)
+        self.name, self.domain, self.split = str(name), str(domain), str(split)
+        self.depth_scale_mm = float(depth_scale_mm)
+        if not np.isfinite(self.depth_scale_mm) or self.depth_scale_mm <= 0:
+            raise ValueError(f"depth_scale_mm must be positive, got {depth_scale_mm}")
+        self.source = dict(source or {})
+        self.source.setdefault("weakhand_version", _WEAKHAND_VERSION)
+        _check_json(self.source, "source")
+        self.extra = dict(extra or {})
+        _check_json(self.extra, "extra")
+        self.overwrite = bool(overwrite)
+
+        self.specs: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        for key in REQUIRED_ARRAYS + (("parts",) if with_parts else ()):
+            dt, shp = ARRAY_SPECS[key]
+            self.specs[key] = (dt, _resolve_shape(shp, self.image_size))
+        for key, spec in (extras or {}).items():
+            if key in ARRAY_SPECS:
+                raise ValueError(f"extra array {key!r} clashes with a schema array"
+                                 + (" (use with_parts=True for parts)" if key == "parts" else ""))
+            if not key.isidentifier():
+                raise ValueError(f"extra array name {key!r} must be an identifier (it names a file)")
+            try:
+                dt, shp = spec
+                dt = np.dtype(dt)
+                shp = tuple(int(s) for s in shp)
+            except (TypeError, ValueError):
+                raise ValueError(f"extra array {key!r}: spec must be (dtype, trailing shape), "
+                                 f"got {spec!r}") from None
+            if dt.hasobject or dt.kind not in "biuf":
+                raise ValueError(f"extra array {key!r}: dtype {dt} not supported "
+                                 "(bool, integer or float only)")
+            self.specs[key] = (dt, shp)
+
+        self._cm = None
+        self._tmp: Path | None = None
+        self._maps: dict[str, np.memmap] = {}
+        self._written: dict[str, np.ndarray] = {}
+        self._cursor = 0
+
+    # -- context management
+    def __enter__(self) -> "DatasetWriter":
+        if self._cm is not None:
+            raise RuntimeError("DatasetWriter is not re-entrant")
+        if self.overwrite and self.path.exists():
+            if not self.path.is_dir():
+                raise ValueError(f"refusing to overwrite {self.path}: it is a file, not a dataset")
+            if any(self.path.iterdir()) and not (self.path / MANIFEST).is_file():
+                raise ValueError(f"refusing to overwrite {self.path}: it is a non-empty directory "
+                                 f"without {MANIFEST}, so probably not a dataset")
+        self._cm = _io.atomic_directory(self.path, overwrite=self.overwrite)
+        self._tmp = self._cm.__enter__()
+        try:
+            for key, (dt, shp) in self.specs.items():
+                self._maps[key] = np.lib.format.open_memmap(
+                    self._tmp / f"{key}.npy", mode="w+", dtype=dt, shape=(self.count,) + shp)
+                self._written[key] = np.zeros(self.count, dtype=bool)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self._abort(exc)
+            return False
+        try:
+            self._finish()
+        except BaseException as err:
+            self._abort(err)
+            raise
+        self._maps.clear()
+        cm, self._cm = self._cm, None
+        cm.__exit__(None, None, None)  # moves the directory into place
+        return False
+
+    def _abort(self, exc: BaseException | None) -> None:
+        self._maps.clear()
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            try:
+                cm.__exit__(type(exc) if exc is not None else RuntimeError,
+                            exc if exc is not None else RuntimeError("aborted"), None)
+            except BaseException:  # the context manager re-raises `exc`; the caller raises it
+                pass
+
+    # -- writing
+    def write(self, start: int, batch: Mapping[str, np.ndarray]) -> None:
+        """Fill rows ``[start, start + len)`` of the arrays named in `batch`."""
+        if self._cm is None:
+            raise RuntimeError("use DatasetWriter as a context manager (`with DatasetWriter(...) as w`)")
+        if not batch:
+            raise ValueError("empty batch")
+        unknown = sorted(set(batch) - set(self.specs))
+        if unknown:
+            hint = " (declare optional/extra arrays: with_parts=True or extras={...})"
+            raise ValueError(f"unknown array(s) {unknown}; expected a subset of {sorted(self.specs)}{hint}")
+        start = int(start)
+        converted = {k: self._convert(k, v) for k, v in batch.items()}
+        lengths = {k: v.shape[0] for k, v in converted.items()}
+        n = next(iter(lengths.values()))
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"batch arrays have different lengths: {lengths}")
+        if start < 0 or start + n > self.count:
+            raise ValueError(f"rows [{start}, {start + n}) out of range for count={self.count}")
+        for k, v in converted.items():
+            self._maps[k][start:start + n] = v
+            self._written[k][start:start + n] = True
+        self._cursor = max(self._cursor, start + n)
+
+    def append(self, batch: Mapping[str, np.ndarray]) -> int:
+        """Write `batch` after the last row written so far; returns the start row used."""
+        start = self._cursor
+        self.write(start, batch)
+        return start
+
+    def _convert(self, key: str, value: Any) -> np.ndarray:
+        dt, shp = self.specs[key]
+        arr = np.asarray(value)
+        if arr.ndim == len(shp):  # a single sample is accepted as a batch of one
+            arr = arr[None]
+        if arr.shape[1:] != shp:
+            raise ValueError(f"array {key!r}: per-sample shape {arr.shape[1:]} does not match the "
+                             f"expected {shp} (batch shape {arr.shape}, image_size={self.image_size})")
+        if arr.dtype.hasobject or arr.dtype.kind not in "biuf":
+            raise ValueError(f"array {key!r}: dtype {arr.dtype} is not numeric")
+        if key == "depth":
+            return self._convert_depth(arr)
+        if dt.kind == "f":
+            return arr.astype(dt, copy=False)
+        if dt.kind == "b":
+            if arr.dtype.kind == "b":
+                return arr
+            if arr.dtype.kind == "f" or (arr.size and not np.isin(arr, (0, 1)).all()):
+                raise ValueError(f"array {key!r}: expected bool (or 0/1 integers), got {arr.dtype}"
+                                 + ("" if arr.dtype.kind == "f" else " with values outside {0,1}"))
+            return arr.astype(bool)
+        # integer target
+        if arr.dtype.kind == "f":
+            if key == "rgb":
+                raise ValueError(f"array 'rgb': expected uint8 0-255, got {arr.dtype} "
+                                 "(convert with (img * 255).round().astype(np.uint8) if it is in [0, 1])")
+            if arr.size and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+                raise ValueError(f"array {key!r}: expected {dt} integers, got non-integral {arr.dtype} values")
+        if arr.size:
+            info = np.iinfo(dt)
+            lo, hi = (0, 1) if key in ("mask", "side") else (info.min, info.max)
+            amin, amax = arr.min(), arr.max()
+            if amin < lo or amax > hi:
+                what = {"mask": " (hand mask must be 0/1, not 0/255)", "side": " (0 left, 1 right)"}
+                raise ValueError(f"array {key!r}: values in [{amin}, {amax}] outside [{lo}, {hi}] "
+                                 f"for {dt}{what.get(key, '')}")
+        return arr.astype(dt, copy=False)
+
+    def _convert_depth(self, arr: np.ndarray) -> np.ndarray:
+        if arr.dtype == np.uint16:
+            return arr
+        if arr.dtype.kind != "f":
+            raise ValueError(f"array 'depth': give float millimetres or uint16 units of "
+                             f"{self.depth_scale_mm} mm, got {arr.dtype}")
+        units = np.rint(np.asarray(arr, np.float64) / self.depth_scale_mm)
+        units = np.nan_to_num(units, nan=0.0, posinf=65535.0, neginf=0.0)
+        return np.clip(units, 0, 65535).astype(np.uint16)
+
+    # -- finishing
+    def _finish(self) -> None:
+        for key, done in self._written.items():
+            if not done.all():
+                missing = np.flatnonzero(~done)
+                raise ValueError(
+                    f"dataset {self.path}: array {key!r} has {missing.size} of {self.count} rows never "
+                    f"written (first missing row {missing[0]}); nothing was saved")
+        has3, has2 = np.asarray(self._maps["has_3d"]), np.asarray(self._maps["has_2d"])
+        fin3 = np.isfinite(np.asarray(self._maps["kp3d"])).reshape(self.count, -1)
+        fin2 = np.isfinite(np.asarray(self._maps["kp2d"])).reshape(self.count, -1)
+        checks = [
+            (has3 & ~fin3.any(1), "has_3d is True but kp3d is all NaN"),
+            (~has3 & fin3.any(1), "has_3d is False but kp3d has finite values (withheld 3D labels must be NaN)"),
+            (has2 & ~fin2.any(1), "has_2d is True but kp2d is all NaN"),
+        ]
+        for bad, msg in checks:
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                raise ValueError(f"dataset {self.path}: {msg} for {rows.size} sample(s), "
+                                 f"first {rows[:5].tolist()}")
+        side = np.asarray(self._maps["side"])
+        label_counts = {
+            "has_2d": int(has2.sum()), "has_3d": int(has3.sum()),
+            "has_depth": int(np.asarray(self._maps["has_depth"]).sum()),
+            "left": int((side == 0).sum()), "right": int((side == 1).sum()),
+        }
+        for m in self._maps.values():
+            m.flush()
+        arrays = {}
+        for key in self._maps:
+            dt, shp = self.specs[key]
+            f = self._tmp / f"{key}.npy"
+            arrays[key] = {"file": f.name, "dtype": dt.name, "shape": [self.count, *shp],
+                           "nbytes": f.stat().st_size, "sha256": _file_sha256(f)}
+        self._maps.clear()
+        manifest = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "domain": self.domain,
+            "split": self.split,
+            "count": self.count,
+            "image_size": list(self.image_size),
+            "units": {"kp3d": "mm", "depth": "mm", "kp2d": "px"},
+            "depth_scale_mm": self.depth_scale_mm,
+            "joint_order": list(JOINT_NAMES),
+            "root": "wrist",
+            "camera": "opencv",
+            "source": self.source,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "arrays": arrays,
+            "label_counts": label_counts,
+            "extra": self.extra,
+        }
+        _io.atomic_write_json(self._tmp / MANIFEST, manifest)
+
+
+def write_dataset(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, name: str,
+                  domain: str, split: str, source: Mapping[str, Any] | None = None,
+                  depth_scale_mm: float = DEFAULT_DEPTH_SCALE_MM, overwrite: bool = False,
+                  extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a small in-memory dataset in one go; returns the dataset path.
+
+    `arrays` holds the required arrays, optionally ``parts``, and any extras (their dtype and
+    trailing shape are taken from the given arrays). Count and image size come from ``rgb``.
+    """
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    if missing:
+        raise ValueError(f"write_dataset: missing required array(s) {missing}")
+    rgb = np.asarray(arrays["rgb"])
+    if rgb.ndim != 4:
+        raise ValueError(f"array 'rgb': expected (N,H,W,3), got shape {rgb.shape}")
+    extras = {}
+    for k, v in arrays.items():
+        if k not in ARRAY_SPECS:
+            v = np.asarray(v)
+            extras[k] = (v.dtype, v.shape[1:])
+    with DatasetWriter(path, count=rgb.shape[0], image_size=rgb.shape[1:3], name=name,
+                       domain=domain, split=split, source=source, depth_scale_mm=depth_scale_mm,
+                       extras=extras, overwrite=overwrite, with_parts="parts" in arrays,
+                       extra=extra) as w:
+        w.write(0, arrays)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- reader
+class HandData:
+    """A loaded dataset split: raw (memory-mapped) arrays plus the manifest.
+
+    ``data[i]`` returns a dict of per-sample NumPy arrays (copies, not memmaps) with ``depth``
+    converted to float32 millimetres (0 stays 0 = missing); ``data.arrays`` holds the raw arrays.
+    """
+
+    def __init__(self, path: Path, manifest: dict, arrays: dict[str, np.ndarray], mmap: bool):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.arrays = arrays
+        self.mmap = mmap
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h, w = self.manifest["image_size"]
+        return int(h), int(w)
+
+    @property
+    def depth_scale_mm(self) -> float:
+        return float(self.manifest.get("depth_scale_mm", DEFAULT_DEPTH_SCALE_MM))
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.path.name))
+
+    @property
+    def label_counts(self) -> dict:
+        return dict(self.manifest.get("label_counts", {}))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.arrays
+
+    def depth_mm(self, idx) -> np.ndarray:
+        """Depth of sample(s) `idx` as float32 millimetres (0 = missing)."""
+        raw = np.asarray(self.arrays["depth"][idx])
+        return (raw * self.depth_scale_mm).astype(np.float32)
+
+    def __getitem__(self, idx) -> dict[str, np.ndarray]:
+        if isinstance(idx, (int, np.integer)):
+            i = int(idx)
+            if i < -self.count or i >= self.count:
+                raise IndexError(f"index {idx} out of range for dataset of {self.count} samples")
+            idx = i % self.count
+        out = {}
+        for key, arr in self.arrays.items():
+            out[key] = self.depth_mm(idx) if key == "depth" else np.array(arr[idx])
+        return out
+
+    def __iter__(self):
+        for i in range(self.count):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"HandData({m.get('name')!r}, domain={m.get('domain')!r}, split={m.get('split')!r}, "
+                f"count={self.count}, image_size={self.image_size}, path='{self.path}')")
+
+    # memmaps would pickle as full copies (e.g. DataLoader workers under spawn): reopen instead
+    def __getstate__(self):
+        if not self.mmap:
+            return self.__dict__
+        return {"path": str(self.path), "manifest": self.manifest, "mmap": True, "arrays": None}
+
+    def __setstate__(self, state):
+        if state.get("arrays") is None:
+            fresh = load_dataset(state["path"], verify="none", mmap=True)
+            state = dict(fresh.__dict__)
+        self.__dict__.update(state)
+
+
+def _fail(msg: str) -> "DatasetError":
+    return DatasetError(msg)
+
+
+def _read_manifest(path: Path, hint: str) -> dict:
+    if not path.exists():
+        stale = _stale_temporaries(path)
+        extra = (f" (found {len(stale)} leftover temporary dir(s) such as '{stale[0].name}': an "
+                 "interrupted write; re-run it)") if stale else ""
+        raise _fail(f"no dataset at {path}; {hint}{extra}")
+    if not path.is_dir():
+        raise _fail(f"{path} is not a dataset directory (it is a file)")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        stale = _stale_temporaries(path)
+        found = (f"; found leftover '{stale[0].name}'" if stale else "")
+        raise _fail(f"{mpath}: missing {MANIFEST}, so {path} is not a complete dataset. "
+                    f"A leftover '{path.name}{_io.TMP_MARK}*' directory next to it means an "
+                    f"interrupted write{found}; re-create the dataset ({hint})")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(f"{mpath}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise _fail(f"{mpath}: cannot be read ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise _fail(f"{mpath}: schema is {got!r}, expected {SCHEMA!r}: not a weakhand dataset")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int):
+        raise _fail(f"{mpath}: schema_version is {version!r}, expected an integer")
+    if version > SCHEMA_VERSION:
+        raise _fail(f"{mpath}: schema_version {version} is newer than this weakhand supports "
+                    f"({SCHEMA_VERSION}); update the weakhand package")
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise _fail(f"{mpath}: missing key(s) {missing}")
+    if not isinstance(manifest["arrays"], dict):
+        raise _fail(f"{mpath}: 'arrays' must be an object")
+    absent = [k for k in REQUIRED_ARRAYS if k not in manifest["arrays"]]
+    if absent:
+        raise _fail(f"{mpath}: required array(s) {absent} not listed under 'arrays'")
+    try:
+        count = int(manifest["count"])
+        h, w = (int(v) for v in manifest["image_size"])
+    except (TypeError, ValueError):
+        raise _fail(f"{mpath}: bad 'count' {manifest['count']!r} or 'image_size' "
+                    f"{manifest['image_size']!r}") from None
+    manifest["count"], manifest["image_size"] = count, [h, w]
+    return manifest
+
+
+def load_dataset(path: str | os.PathLike, verify: str = "size", mmap: bool = True,
+                 hint: str = DEFAULT_HINT) -> HandData:
+    """Open a dataset split written by :class:`DatasetWriter`.
+
+    verify: ``"none"`` (headers only), ``"size"`` (file sizes against the manifest; cheap, the
+    default) or ``"full"`` (recompute every sha256). Every problem raises :class:`DatasetError`
+    naming the file and what is wrong. `hint` is appended when there is no dataset at `path`.
+    """
+    if verify not in ("none", "size", "full"):
+        raise ValueError(f"verify must be 'none', 'size' or 'full', got {verify!r}")
+    path = Path(path)
+    manifest = _read_manifest(path, hint)
+    count = manifest["count"]
+    image_size = tuple(manifest["image_size"])
+    arrays: dict[str, np.ndarray] = {}
+    for key, meta in manifest["arrays"].items():
+        if not isinstance(meta, dict) or not {"file", "dtype", "shape"} <= set(meta):
+            raise _fail(f"{path / MANIFEST}: entry for array {key!r} needs 'file', 'dtype', 'shape'")
+        fname = str(meta["file"])
+        fpath = path / fname
+        if Path(fname).name != fname:
+            raise _fail(f"{path / MANIFEST}: array {key!r} file {fname!r} must be a plain file name")
+        if not fpath.is_file():
+            raise _fail(f"{fpath}: array file missing (listed for {key!r} in {MANIFEST})")
+        actual = fpath.stat().st_size
+        expected = meta.get("nbytes")
+        if verify != "none" and expected is not None and actual != int(expected):
+            raise _fail(f"{fpath}: size {actual} bytes, manifest says {expected} bytes "
+                        f"({'truncated' if actual < int(expected) else 'larger than written'})")
+        if verify == "full":
+            if "sha256" not in meta:
+                raise _fail(f"{fpath}: manifest has no sha256 to verify against")
+            digest = _file_sha256(fpath)
+            if digest != meta["sha256"]:
+                raise _fail(f"{fpath}: checksum mismatch (sha256 {digest[:16]}..., manifest "
+                            f"{str(meta['sha256'])[:16]}...): the file is corrupt or was modified")
+        try:
+            arr = np.load(fpath, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            exp = f"{expected} bytes expected" if expected is not None else "size not in manifest"
+            raise _fail(f"{fpath}: cannot be read as .npy ({exc}); file has {actual} bytes, {exp} "
+                        "(truncated or corrupt)") from None
+        try:
+            want_dtype = np.dtype(meta["dtype"])
+        except TypeError:
+            raise _fail(f"{path / MANIFEST}: array {key!r} has unknown dtype {meta['dtype']!r}") from None
+        want_shape = tuple(int(s) for s in meta["shape"])
+        if arr.dtype != want_dtype:
+            raise _fail(f"{fpath}: dtype {arr.dtype} does not match manifest dtype {want_dtype}")
+        if arr.shape != want_shape:
+            raise _fail(f"{fpath}: shape {arr.shape} does not match manifest shape {want_shape}")
+        if key in ARRAY_SPECS:
+            sdt, sshp = ARRAY_SPECS[key]
+            sshp = _resolve_shape(sshp, image_size)
+            if arr.dtype != sdt or arr.shape[1:] != sshp:
+                raise _fail(f"{fpath}: array {key!r} is {arr.dtype} {arr.shape}, the schema needs "
+                            f"{sdt} (N,{','.join(map(str, sshp))}) with image_size={list(image_size)}")
+        if arr.ndim == 0 or arr.shape[0] != count:
+            raise _fail(f"{fpath}: count mismatch: {arr.shape[0] if arr.ndim else 'scalar'} rows, "
+                        f"manifest count is {count}")
+        arrays[key] = arr
+    return HandData(path, manifest, arrays, mmap)
+
+
+def dataset_summary(data: HandData | str | os.PathLike) -> dict:
+    """Plain-dict summary for notebooks: counts, label counts, arrays and bytes on disk."""
+    if not isinstance(data, HandData):
+        data = load_dataset(data, verify="none")
+    m = data.manifest
+    disk = sum(f.stat().st_size for f in data.path.iterdir() if f.is_file())
+    return {
+        "name": m.get("name"), "domain": m.get("domain"), "split": m.get("split"),
+        "path": str(data.path),
+        "count": data.count,
+        "image_size": list(data.image_size),
+        "label_counts": dict(m.get("label_counts", {})),
+        "depth_scale_mm": data.depth_scale_mm,
+        "arrays": {k: {"dtype": str(a.dtype), "shape": list(a.shape)} for k, a in data.arrays.items()},
+        "disk_bytes": int(disk),
+        "created": m.get("created"),
+        "source": m.get("source", {}),
+    }

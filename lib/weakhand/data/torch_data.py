@@ -1,0 +1,384 @@
+"""PyTorch views of on-disk datasets: geometry-consistent augmentation and mixed batches.
+
+All geometry follows the OpenCV pinhole convention of :mod:`weakhand.camera` (integer pixel
+coordinates are pixel centres). One sample goes through, in this order:
+
+1. optional horizontal flip (``mirror_left`` for left hands, or the random ``p_flip``):
+   image u -> W-1-u, ``K -> camera.mirror_K(K, W)``, ``kp3d -> skeleton.mirror`` (x -> -x),
+   ``side -> 1 - side``;
+2. resize of the whole crop to ``out_size``: ``R = camera.crop_transform((0, 0, W, H), out)``,
+   ``K -> R K``;
+3. augmentation, as a rotation of the scene about the optical axis (``kp3d -> Rz kp3d``, image
+   map ``K Rz K^-1``, depth values unchanged) followed by a pixel-space similarity ``S`` about the
+   output centre (``K -> S K``, kp3d unchanged).
+
+The composed pixel map is applied once with ``cv2.warpPerspective`` (bilinear for RGB, nearest for
+depth / mask / parts, border 0). ``kp2d`` is ``project(K', kp3d')`` for joints with a finite 3D
+label and the pixel map applied to the stored ``kp2d`` otherwise; both agree when the stored
+labels are consistent. Colour jitter is applied to the source image before the warp (so the
+border stays 0).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+from .. import camera, skeleton
+from .format import HandData, load_dataset
+
+#: Fields returned by default. "parts" and extra arrays (e.g. "subject") can be requested too.
+DEFAULT_FIELDS: tuple[str, ...] = ("image", "depth", "mask", "kp2d", "kp3d", "vis", "K", "side",
+                                   "has_2d", "has_3d", "has_depth", "in_crop", "mirrored", "index")
+_BUILTIN_FIELDS = set(DEFAULT_FIELDS) | {"parts"}
+_IDENTITY = np.eye(3)
+
+
+@dataclass
+class AugmentConfig:
+    """Random augmentation. Geometry keeps K, kp2d, kp3d and depth consistent (module docstring).
+
+    rot_deg: in-plane rotation angle uniform in [-rot_deg, rot_deg] degrees (about the optical
+    axis); scale: zoom factor uniform in [lo, hi] (> 1 zooms in); shift_px: translation uniform in
+    [-shift_px, shift_px] per axis, in output pixels; brightness/contrast/saturation: factors
+    uniform in [1-x, 1+x]; hue: chroma rotation uniform in [-hue, hue] turns (YIQ, "hue-lite");
+    p_flip: probability of a horizontal flip (turns the hand's side; off by default).
+    """
+
+    rot_deg: float = 30.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift_px: float = 8.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+    p_flip: float = 0.0
+
+    def __post_init__(self):
+        lo, hi = (float(v) for v in self.scale)
+        if not 0 < lo <= hi:
+            raise ValueError(f"AugmentConfig.scale must be 0 < lo <= hi, got {self.scale}")
+        self.scale = (lo, hi)
+        for name in ("rot_deg", "shift_px", "brightness", "contrast", "saturation", "hue"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.p_flip <= 1:
+            raise ValueError(f"AugmentConfig.p_flip must be in [0, 1], got {self.p_flip}")
+
+    @classmethod
+    def geometry_only(cls, **kw) -> "AugmentConfig":
+        """Rotation/scale/shift with the colour jitter switched off."""
+        return cls(**{"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, **kw})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _flip_matrix(width: int) -> np.ndarray:
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def colour_jitter(img: np.ndarray, brightness: float, contrast: float, saturation: float,
+                  hue_turns: float) -> np.ndarray:
+    """Apply given jitter factors to a float32 (H, W, 3) RGB image in [0, 1]; returns a new image."""
+    out = img * np.float32(brightness)
+    if contrast != 1.0:
+        mean = float((out @ _LUMA).mean())
+        out = (out - mean) * np.float32(contrast) + np.float32(mean)
+    if saturation != 1.0:
+        gray = (out @ _LUMA)[..., None]
+        out = gray + (out - gray) * np.float32(saturation)
+    if hue_turns != 0.0:
+        a = 2.0 * math.pi * hue_turns
+        rot = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+        m = (_YIQ2RGB @ rot @ _RGB2YIQ).astype(np.float32)
+        out = out @ m.T
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+class HandDataset(Dataset):
+    """Torch dataset over a :class:`~weakhand.data.format.HandData` (or a dataset path).
+
+    Each item is a dict of tensors (S = output size, default the stored crop size):
+    ``image`` float32 (3,S,S) RGB in [0,1]; ``depth`` float32 (1,S,S) mm (0 = missing);
+    ``mask`` float32 (1,S,S); ``parts`` int64 (S,S) if requested; ``kp2d`` float32 (21,2) px;
+    ``kp3d`` float32 (21,3) mm (NaN where absent); ``vis`` bool (21,); ``K`` float32 (3,3);
+    ``side`` int64 (); ``has_2d``/``has_3d``/``has_depth`` bool (); ``in_crop`` bool (21,) (the
+    kp2d lies inside the output image, edges at -0.5 and S-0.5); ``mirrored`` bool () (the image
+    was flipped horizontally relative to the stored one); ``index`` int64 (); plus any extra
+    array named in `fields` (as stored, e.g. ``subject``).
+
+    out_size: None, an int (square) or (H, W). Augmentation randomness comes from
+    ``np.random.default_rng([seed, epoch, index])``: reproducible, independent of worker count
+    and order; call :meth:`set_epoch` each epoch (with ``persistent_workers=False``, the default,
+    the new epoch reaches the workers).
+    """
+
+    def __init__(self, data: HandData | str | os.PathLike, out_size: int | Sequence[int] | None = None,
+                 augment: AugmentConfig | None = None, mirror_left: bool = False, seed: int = 0,
+                 fields: Sequence[str] = DEFAULT_FIELDS):
+        self.data = data if isinstance(data, HandData) else load_dataset(data)
+        h, w = self.data.image_size
+        if out_size is None:
+            self.out_size = (h, w)
+        elif np.ndim(out_size) == 0:
+            self.out_size = (int(out_size), int(out_size))
+        else:
+            oh, ow = out_size
+            self.out_size = (int(oh), int(ow))
+        if min(self.out_size) <= 0:
+            raise ValueError(f"out_size must be positive, got {out_size}")
+        self.augment = augment
+        self.mirror_left = bool(mirror_left)
+        self.seed = int(seed)
+        if self.seed < 0:
+            raise ValueError("seed must be >= 0")
+        self.epoch = 0
+        self.fields = tuple(fields)
+        unknown = [f for f in self.fields if f not in _BUILTIN_FIELDS and f not in self.data.arrays]
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; built-in fields are {sorted(_BUILTIN_FIELDS)}, "
+                             f"stored arrays are {sorted(self.data.arrays)}")
+        if "parts" in self.fields and "parts" not in self.data.arrays:
+            raise ValueError(f"field 'parts' requested but {self.data.path} has no parts array")
+        if (h, w) == self.out_size:
+            self._resize = _IDENTITY
+        else:
+            self._resize = np.asarray(camera.crop_transform(np.array([0.0, 0.0, w, h]),
+                                                            (self.out_size[1], self.out_size[0])))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    # -- random parameters
+    def sample_params(self, index: int) -> dict[str, Any]:
+        """The random draws for sample `index` in the current epoch (all drawn, used or not)."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        u = rng.random(9)
+        a = self.augment
+        if a is None:
+            return {"flip": False, "theta": 0.0, "scale": 1.0, "shift": (0.0, 0.0), "jitter": None}
+        lo, hi = a.scale
+        return {
+            "flip": bool(u[0] < a.p_flip),
+            "theta": math.radians(a.rot_deg * (2 * u[1] - 1)),
+            "scale": lo + (hi - lo) * u[2],
+            "shift": (a.shift_px * (2 * u[3] - 1), a.shift_px * (2 * u[4] - 1)),
+            "jitter": (1 + a.brightness * (2 * u[5] - 1), 1 + a.contrast * (2 * u[6] - 1),
+                       1 + a.saturation * (2 * u[7] - 1), a.hue * (2 * u[8] - 1)),
+        }
+
+    # -- geometry of one sample
+    def geometry(self, index: int) -> dict[str, Any]:
+        """Labels and pixel maps of sample `index` (current epoch), without touching the images.
+
+        Returns numpy float64 ``warp`` (3,3): stored-crop pixels -> output pixels (the matrix given
+        to cv2.warpPerspective), ``K`` (3,3), ``kp3d`` (21,3), ``kp2d`` (21,2), ``in_crop`` (21,),
+        ``side`` int, ``mirrored`` bool, and ``params`` (the random draws).
+        """
+        index = self._check_index(index)
+        arr = self.data.arrays
+        h, w = self.data.image_size
+        oh, ow = self.out_size
+        p = self.sample_params(index)
+
+        K = np.asarray(arr["K"][index], np.float64)
+        X = np.asarray(arr["kp3d"][index], np.float64)
+        uv = np.asarray(arr["kp2d"][index], np.float64)
+        side = int(arr["side"][index])
+
+        flip = p["flip"]
+        if self.mirror_left and (side ^ int(flip)) == 0:
+            flip = not flip
+        P = _IDENTITY
+        if flip:
+            K, X = np.asarray(camera.mirror_K(K, w)), np.asarray(skeleton.mirror(X))
+            uv = uv.copy()
+            uv[:, 0] = (w - 1) - uv[:, 0]
+            side, P = 1 - side, _flip_matrix(w)
+
+        K1 = self._resize @ K
+        A = _IDENTITY
+        if self.augment is not None:
+            H_rot = np.asarray(camera.homography_rotate_about_axis(K1, p["theta"]))
+            S = np.asarray(camera.scale_about_center(p["scale"], ((ow - 1) / 2.0, (oh - 1) / 2.0),
+                                                     p["shift"]))
+            A = S @ H_rot
+            X = X @ np.asarray(camera.rotation_z(p["theta"])).T
+            K1 = S @ K1
+        label_map = A @ self._resize          # stored (possibly flipped) pixels -> output pixels
+
+        uv_lab = np.asarray(camera.apply_homography(label_map, uv))
+        uv_3d = np.asarray(camera.project(K1, X))
+        kp2d = np.where(np.isfinite(uv_3d), uv_3d, uv_lab)
+        in_crop = (np.isfinite(kp2d).all(1) & (kp2d[:, 0] >= -0.5) & (kp2d[:, 0] < ow - 0.5)
+                   & (kp2d[:, 1] >= -0.5) & (kp2d[:, 1] < oh - 0.5))
+        return {"warp": label_map @ P, "K": K1, "kp3d": X, "kp2d": kp2d, "in_crop": in_crop,
+                "side": side, "mirrored": bool(flip), "params": p}
+
+    # -- one sample
+    def _check_index(self, index: int) -> int:
+        index, n = int(index), len(self.data)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        return index % n
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = self._check_index(index)
+        arr = self.data.arrays
+        h, w = self.data.image_size
+        oh, ow = self.out_size
+        g = self.geometry(index)
+        p, warp = g["params"], g["warp"]
+        kp2d, X, K1, in_crop, side, flip = (g["kp2d"], g["kp3d"], g["K"], g["in_crop"], g["side"],
+                                            g["mirrored"])
+
+        identity = (oh, ow) == (h, w) and np.allclose(warp, _IDENTITY, atol=1e-12)
+
+        def _warp(img: np.ndarray, interp: int) -> np.ndarray:
+            if identity:
+                return np.array(img)
+            return cv2.warpPerspective(np.ascontiguousarray(img), warp, (ow, oh), flags=interp,
+                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+        out: dict[str, torch.Tensor] = {}
+        for f in self.fields:
+            if f == "image":
+                img = np.asarray(arr["rgb"][index], np.float32) * np.float32(1 / 255)
+                if p["jitter"] is not None:
+                    img = colour_jitter(img, *p["jitter"])
+                img = _warp(img, cv2.INTER_LINEAR)
+                out[f] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+            elif f == "depth":
+                d = _warp(np.asarray(arr["depth"][index]), cv2.INTER_NEAREST)
+                out[f] = torch.from_numpy((d * self.data.depth_scale_mm).astype(np.float32)[None])
+            elif f == "mask":
+                m = _warp(np.asarray(arr["mask"][index]), cv2.INTER_NEAREST)
+                out[f] = torch.from_numpy(m.astype(np.float32)[None])
+            elif f == "parts":
+                out[f] = torch.from_numpy(_warp(np.asarray(arr["parts"][index]),
+                                                cv2.INTER_NEAREST).astype(np.int64))
+            elif f == "kp2d":
+                out[f] = torch.from_numpy(kp2d.astype(np.float32))
+            elif f == "kp3d":
+                out[f] = torch.from_numpy(X.astype(np.float32))
+            elif f == "K":
+                out[f] = torch.from_numpy(K1.astype(np.float32))
+            elif f == "vis":
+                out[f] = torch.from_numpy(np.array(arr["vis"][index], dtype=bool))
+            elif f == "side":
+                out[f] = torch.tensor(side, dtype=torch.int64)
+            elif f in ("has_2d", "has_3d", "has_depth"):
+                out[f] = torch.tensor(bool(arr[f][index]))
+            elif f == "in_crop":
+                out[f] = torch.from_numpy(in_crop)
+            elif f == "mirrored":
+                out[f] = torch.tensor(bool(flip))
+            elif f == "index":
+                out[f] = torch.tensor(index, dtype=torch.int64)
+            else:  # stored extra array
+                out[f] = torch.as_tensor(np.array(arr[f][index]))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"HandDataset({self.data!r}, out_size={self.out_size}, augment={self.augment}, "
+                f"mirror_left={self.mirror_left}, seed={self.seed}, epoch={self.epoch})")
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """Batches mixing two datasets concatenated as ``ConcatDataset([source, target])``.
+
+    Every batch holds ``n_source = floor(batch_size * source_fraction + 0.5)`` source indices
+    (0..len_source-1) followed by ``batch_size - n_source`` target indices (offset by len_source).
+    Each stream walks through random permutations of its indices, drawing a fresh permutation when
+    one is exhausted (so within each consecutive block of len_source source draws every source
+    index appears once). The permutations depend only on (seed, epoch, stream, cycle); call
+    :meth:`set_epoch` each epoch. ``len`` is `num_batches`, or by default enough batches for the
+    longer stream (in draws per batch) to be seen once: ``max(ceil(len_s / n_s), ceil(len_t / n_t))``
+    over the streams with a non-zero share.
+    """
+
+    def __init__(self, len_source: int, len_target: int, batch_size: int,
+                 num_batches: int | None = None, seed: int = 0, source_fraction: float = 0.5):
+        self.len_source, self.len_target = int(len_source), int(len_target)
+        self.batch_size = int(batch_size)
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0.0 <= source_fraction <= 1.0:
+            raise ValueError(f"source_fraction must be in [0, 1], got {source_fraction}")
+        self.n_source = int(math.floor(self.batch_size * source_fraction + 0.5))
+        self.n_target = self.batch_size - self.n_source
+        if self.n_source and self.len_source <= 0:
+            raise ValueError("the source stream is empty but the batch needs source samples")
+        if self.n_target and self.len_target <= 0:
+            raise ValueError("the target stream is empty but the batch needs target samples")
+        self.num_batches = None if num_batches is None else int(num_batches)
+        if self.num_batches is not None and self.num_batches < 0:
+            raise ValueError(f"num_batches must be >= 0, got {num_batches}")
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        if self.num_batches is not None:
+            return self.num_batches
+        counts = [math.ceil(length / k) for length, k in
+                  ((self.len_source, self.n_source), (self.len_target, self.n_target)) if k > 0]
+        return max(counts)
+
+    def _stream(self, stream: int, length: int) -> Iterator[int]:
+        cycle = 0
+        while True:
+            rng = np.random.default_rng([self.seed, self.epoch, stream, cycle])
+            yield from rng.permutation(length).tolist()
+            cycle += 1
+
+    def __iter__(self) -> Iterator[list[int]]:
+        src = self._stream(0, self.len_source) if self.n_source else None
+        tgt = self._stream(1, self.len_target) if self.n_target else None
+        for _ in range(len(self)):
+            batch = [next(src) for _ in range(self.n_source)]
+            batch += [self.len_source + next(tgt) for _ in range(self.n_target)]
+            yield batch
+
+
+def make_mixed_loader(source: HandDataset, target: HandDataset, batch_size: int,
+                      source_fraction: float = 0.5, num_batches: int | None = None, seed: int = 0,
+                      **loader_kw) -> DataLoader:
+    """DataLoader over ``ConcatDataset([source, target])`` with a :class:`MixedBatchSampler`.
+
+    In each batch the first ``sampler.n_source`` items come from `source`. To advance the epoch
+    call ``loader.batch_sampler.set_epoch(e)`` and ``set_epoch(e)`` on both datasets (see
+    :func:`set_loader_epoch`). Extra keyword arguments go to ``DataLoader``.
+    """
+    sampler = MixedBatchSampler(len(source), len(target), batch_size, num_batches=num_batches,
+                                seed=seed, source_fraction=source_fraction)
+    return DataLoader(ConcatDataset([source, target]), batch_sampler=sampler, **loader_kw)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Set the epoch on a loader's batch sampler / sampler and on every HandDataset inside it."""
+    for obj in (loader.batch_sampler, getattr(loader, "sampler", None)):
+        if hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+    ds = loader.dataset
+    parts = ds.datasets if isinstance(ds, ConcatDataset) else [ds]
+    for d in parts:
+        if hasattr(d, "set_epoch"):
+            d.set_epoch(epoch)

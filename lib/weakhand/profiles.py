@@ -1,0 +1,245 @@
+"""Named size profiles ("smoke", "cpu", "gpu") and the derived-config object of a notebook.
+
+A notebook's `parameters` cell declares its size knobs with the default `None` ("take it from
+the profile"); the next cell calls :func:`resolve`, which fills those `None` values from the
+chosen profile, resolves `profile="auto"`, `device="auto"` and `run_dir=""`, and returns a
+:class:`Config` (a read-only mapping with attribute access that prints as a table and
+remembers where each value came from)::
+
+    cfg = profiles.resolve(profile, notebook="00_make_data", run_dir=run_dir, device=device,
+                           seed=seed, n_render_train=n_render_train, image_size=image_size)
+    cfg.n_render_train    # 8000 with the cpu profile unless the notebook/runner overrode it
+
+Adding a knob = adding one row to ``_KNOB_TABLE`` (description + one value per profile).
+"""
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from typing import Any, Iterator
+
+PROFILE_ENV = "WEAKHAND_PROFILE"
+DEFAULT_PROFILE = "cpu"
+PROFILE_NAMES = ("smoke", "cpu", "gpu")
+PROFILE_DOCS = {
+    "smoke": "tests and CI: same code path, tiny sizes, seconds per notebook",
+    "cpu": "the README main job: minutes per notebook on 2 CPU cores",
+    "gpu": "full-size runs on one CUDA GPU",
+}
+
+# knob: (description, smoke, cpu, gpu).  One row per knob; keep the rows grouped by the
+# notebook that introduced them.
+_KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
+    # 00_make_data
+    "n_render_train": ("rendered (synthetic) training images", 64, 8000, 100000),
+    "n_render_val": ("rendered validation images", 16, 1000, 5000),
+    "n_render_test": ("rendered test images", 16, 1000, 5000),
+    "n_sensor_train": ("simulated depth-sensor training frames", 64, 8000, 100000),
+    "n_sensor_test": ("simulated depth-sensor test frames", 32, 2000, 10000),
+    "image_size": ("square crop size in pixels", 64, 128, 128),
+    "n_preview": ("samples shown in preview figures", 8, 16, 16),
+}
+
+KNOB_DOCS: dict[str, str] = {k: row[0] for k, row in _KNOB_TABLE.items()}
+PROFILES: dict[str, dict[str, Any]] = {
+    name: {k: row[1 + i] for k, row in _KNOB_TABLE.items()} for i, name in enumerate(PROFILE_NAMES)
+}
+
+# Parameters every notebook declares and that resolve() turns into concrete values.
+STANDARD_PARAMETERS = ("profile", "run_dir", "device", "seed")
+
+# value sources recorded in Config.sources
+SRC_PROFILE = "profile"      # None in the notebook -> profile value
+SRC_OVERRIDE = "override"    # knob given explicitly (notebook default or runner -p)
+SRC_RESOLVED = "resolved"    # "auto"/"" turned into a concrete value
+SRC_GIVEN = "given"          # any other parameter, passed through unchanged
+
+
+def profile_name(profile: str | None = "auto") -> str:
+    """The concrete profile name: "auto"/None/"" -> $WEAKHAND_PROFILE, else "cpu"."""
+    origin = "profile"
+    if profile in (None, "", "auto"):
+        env = os.environ.get(PROFILE_ENV, "").strip()
+        profile, origin = (env, f"${PROFILE_ENV}") if env else (DEFAULT_PROFILE, "default")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown {origin} {profile!r}: known profiles are "
+                         + ", ".join(f"{n!r} ({PROFILE_DOCS.get(n, '')})" for n in PROFILES))
+    return profile
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda[:N]" without a GPU -> RuntimeError."""
+    device = (device or "auto").strip().lower()
+    if device == "cpu":
+        return "cpu"
+    if device != "auto" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda' (or 'cuda:N')")
+    try:
+        import torch
+        available = bool(torch.cuda.is_available())
+        count = torch.cuda.device_count() if available else 0
+        why = "torch.cuda.is_available() is False (CPU-only torch build or no visible GPU)"
+    except ImportError:
+        available, count, why = False, 0, "torch is not installed"
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        raise RuntimeError(f"device {device!r} was requested but CUDA is not usable: {why}. "
+                           "Use device='auto' or 'cpu' (runner: --device auto|cpu).")
+    if ":" in device:
+        idx = device.split(":", 1)[1]
+        if not idx.isdigit() or int(idx) >= count:
+            raise RuntimeError(f"device {device!r} was requested but only {count} CUDA device(s) exist")
+    return device
+
+
+class Config(Mapping):
+    """Read-only mapping of a notebook's resolved parameters, with attribute access.
+
+    `cfg.sources[key]` says where each value came from ("profile", "override", "resolved",
+    "given"); `cfg.profile_values` holds the profile's value of every knob present.
+    Prints as a small table (text and HTML).
+    """
+
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], *, profile: str,
+                 notebook: str | None = None, profile_values: dict[str, Any] | None = None,
+                 requested: dict[str, Any] | None = None):
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "sources", dict(sources))
+        object.__setattr__(self, "profile_name", profile)
+        object.__setattr__(self, "notebook", notebook)
+        object.__setattr__(self, "profile_values", dict(profile_values or {}))
+        object.__setattr__(self, "requested", dict(requested or {}))
+
+    # mapping protocol ---------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"config has no parameter {key!r} (known: {', '.join(self._values)})") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Config is read-only; change the notebook parameter instead")
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._values))
+
+    # helpers ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the values (JSON-friendly when the values are)."""
+        return dict(self._values)
+
+    def overrides(self) -> dict[str, Any]:
+        """Knobs whose value differs from the profile's (explicitly set)."""
+        return {k: v for k, v in self._values.items() if self.sources.get(k) == SRC_OVERRIDE}
+
+    def _rows(self) -> list[tuple[str, str, str]]:
+        rows = []
+        for k, v in self._values.items():
+            src = self.sources.get(k, "")
+            if src == SRC_PROFILE:
+                note = f"profile {self.profile_name}"
+            elif src == SRC_OVERRIDE:
+                note = f"override (profile {self.profile_name}: {self.profile_values[k]!r})"
+            elif src == SRC_RESOLVED:
+                note = f"resolved from {self.requested.get(k)!r}"
+            else:
+                note = "parameter"
+            rows.append((k, repr(v), note))
+        return rows
+
+    def _title(self) -> str:
+        nb = f" {self.notebook}" if self.notebook else ""
+        return f"Config{nb} (profile {self.profile_name!r})"
+
+    def __repr__(self) -> str:
+        rows = self._rows()
+        wk = max([len("parameter")] + [len(r[0]) for r in rows])
+        wv = max([len("value")] + [min(len(r[1]), 60) for r in rows])
+        lines = [self._title(), f"  {'parameter':<{wk}}  {'value':<{wv}}  source"]
+        for k, v, note in rows:
+            v = v if len(v) <= 60 else v[:57] + "..."
+            lines.append(f"  {k:<{wk}}  {v:<{wv}}  {note}")
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        body = "".join(
+            f"<tr><td style='text-align:left'><code>{esc(k)}</code></td>"
+            f"<td style='text-align:left'><code>{esc(v)}</code></td>"
+            f"<td style='text-align:left'>{'<b>' if n.startswith('override') else ''}{esc(n)}"
+            f"{'</b>' if n.startswith('override') else ''}</td></tr>"
+            for k, v, n in self._rows())
+        return (f"<table><caption style='text-align:left'>{esc(self._title())}</caption>"
+                "<thead><tr><th>parameter</th><th>value</th><th>source</th></tr></thead>"
+                f"<tbody>{body}</tbody></table>")
+
+
+def resolve(profile: str | None = "auto", notebook: str | None = None, **values: Any) -> Config:
+    """Resolve a notebook's parameters against a profile.
+
+    - `profile`: "smoke" | "cpu" | "gpu" | "auto" ("auto" = $WEAKHAND_PROFILE, else "cpu").
+    - `values`: the notebook's parameters. A profile knob (see ``KNOB_DOCS``) given as None is
+      filled from the profile; a non-None knob is kept and recorded as an override.
+      `device` is resolved with :func:`resolve_device`, `run_dir` to an absolute path with
+      :func:`weakhand.runs.resolve_run_dir`; any other parameter is passed through.
+    - A parameter that is None but is not a profile knob raises ValueError (typo guard).
+    """
+    name = profile_name(profile)
+    table = PROFILES[name]
+    out: dict[str, Any] = {"profile": name}
+    sources = {"profile": SRC_GIVEN if profile == name else SRC_RESOLVED}
+    requested: dict[str, Any] = {"profile": profile}
+    profile_values: dict[str, Any] = {}
+    values.pop("profile", None)
+    for key, value in values.items():
+        requested[key] = value
+        if key in table:
+            profile_values[key] = table[key]
+            if value is None:
+                out[key], sources[key] = table[key], SRC_PROFILE
+            else:
+                out[key] = value
+                sources[key] = SRC_OVERRIDE if value != table[key] else SRC_PROFILE
+        elif key == "device":
+            out[key] = resolve_device(value)
+            sources[key] = SRC_GIVEN if out[key] == value else SRC_RESOLVED
+        elif key == "run_dir":
+            from .runs import resolve_run_dir
+            out[key] = str(resolve_run_dir(value or ""))
+            sources[key] = SRC_GIVEN if out[key] == value else SRC_RESOLVED
+        elif value is None:
+            raise ValueError(
+                f"parameter {key!r} is None but no profile defines it; known profile knobs: "
+                f"{', '.join(sorted(KNOB_DOCS))} (add it to weakhand.profiles._KNOB_TABLE or "
+                "give it a value)")
+        else:
+            out[key], sources[key] = value, SRC_GIVEN
+    return Config(out, sources, profile=name, notebook=notebook, profile_values=profile_values,
+                  requested=requested)
+
+
+def describe_profiles() -> str:
+    """A text table of every knob in every profile (for `--help-params` and docs)."""
+    wk = max(len(k) for k in KNOB_DOCS)
+    cols = [max(len(n), *(len(repr(PROFILES[n][k])) for k in KNOB_DOCS)) for n in PROFILE_NAMES]
+    head = f"  {'knob':<{wk}}  " + "  ".join(f"{n:>{w}}" for n, w in zip(PROFILE_NAMES, cols)) + "  meaning"
+    lines = [head]
+    for k, doc in KNOB_DOCS.items():
+        vals = "  ".join(f"{PROFILES[n][k]!r:>{w}}" for n, w in zip(PROFILE_NAMES, cols))
+        lines.append(f"  {k:<{wk}}  {vals}  {doc}")
+    return "\n".join(lines)

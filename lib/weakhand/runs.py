@@ -1,0 +1,225 @@
+"""Run folders: where a notebook reads and writes its artifacts.
+
+Every path a notebook touches is resolved from its run folder, never from the cwd::
+
+    run = runs.open_run(cfg.run_dir)           # runs/<name>/ (created)
+    out = run.artifact("data/train.npz")        # path to write (parent folder created)
+    lim = run.require("limits/bmc.json", producer="10_fit_bmc_limits")  # path to read
+    run.list_artifacts()                         # last cell: what this run folder holds
+
+Run folder resolution (`resolve_run_dir`): an explicit `run_dir` wins, else $WEAKHAND_RUN_DIR,
+else ``<repo>/runs/interactive``. A relative path (e.g. ``"smoke"``) is taken relative to
+``<repo>/runs``, so it never depends on the cwd.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_DIR_ENV = "WEAKHAND_RUN_DIR"
+INTERACTIVE_RUN = "interactive"
+RUN_RECORD = "run.json"          # written by the runner
+RUNNER_LOG_DIR = "logs"          # kernel logs written by the runner
+
+
+def repo_root() -> Path:
+    """The repository folder (the one containing lib/weakhand), from the package location."""
+    return Path(__file__).resolve().parent.parent.parent
+
+
+def runs_root() -> Path:
+    """``<repo>/runs``: the default parent of every run folder."""
+    return repo_root() / "runs"
+
+
+def notebooks_root() -> Path:
+    """``<repo>/notebooks``."""
+    return repo_root() / "notebooks"
+
+
+def resolve_run_dir(run_dir: str | os.PathLike | None = "") -> Path:
+    """Absolute run folder: `run_dir`, else $WEAKHAND_RUN_DIR, else <repo>/runs/interactive.
+
+    Relative paths are relative to <repo>/runs (not the cwd). Nothing is created.
+    """
+    value = str(run_dir or "").strip() or os.environ.get(RUN_DIR_ENV, "").strip() or INTERACTIVE_RUN
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = runs_root() / path
+    return path.resolve()
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An input artifact of a notebook does not exist yet (its producer has not run)."""
+
+    def __init__(self, message: str, *, path: Path, run_dir: Path, producer: str | None):
+        super().__init__(message)
+        self.path = path
+        self.run_dir = run_dir
+        self.producer = producer
+
+    def __str__(self) -> str:  # FileNotFoundError's own str() would show errno fields
+        return self.args[0]
+
+
+def run_command(run_dir: Path, only: str | None = None, profile: str | None = None) -> str:
+    """The `weakhand run` command line that (re)runs notebooks into `run_dir`."""
+    run_dir = Path(run_dir)
+    parts = ["weakhand", "run", "--name", run_dir.name]
+    if run_dir.parent.resolve() != runs_root().resolve():
+        parts += ["--runs-dir", str(run_dir.parent)]
+    if profile:
+        parts += ["--profile", profile]
+    if only:
+        parts += ["--only", only]
+    return shlex.join(parts)
+
+
+def _selector(notebook: str) -> str:
+    """'00_make_data' -> '00' (the runner's short selector)."""
+    head = notebook.split("_", 1)[0]
+    return head if head.isdigit() else notebook
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    path: str      # relative to the run folder, POSIX separators
+    size: int      # bytes
+    mtime: float
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+class ArtifactList(list):
+    """List of ArtifactInfo that prints as a short table (text and HTML)."""
+
+    def __init__(self, items, root: Path):
+        super().__init__(items)
+        self.root = Path(root)
+
+    @property
+    def total_size(self) -> int:
+        return sum(a.size for a in self)
+
+    def __repr__(self) -> str:
+        if not self:
+            return f"no artifacts under {self.root}"
+        w = max(len("artifact"), *(len(a.path) for a in self))
+        lines = [f"{len(self)} artifact(s) under {self.root} ({_human(self.total_size)})",
+                 f"  {'artifact':<{w}}  {'size':>9}"]
+        lines += [f"  {a.path:<{w}}  {_human(a.size):>9}" for a in self]
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(f"<tr><td style='text-align:left'><code>{esc(a.path)}</code></td>"
+                       f"<td>{esc(_human(a.size))}</td></tr>" for a in self)
+        return (f"<table><caption style='text-align:left'>{len(self)} artifact(s) under "
+                f"<code>{esc(str(self.root))}</code> ({esc(_human(self.total_size))})</caption>"
+                f"<thead><tr><th>artifact</th><th>size</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+class Run:
+    """A run folder (absolute `path`); created on construction."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).resolve()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.opened_at = time.time()
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def dir(self, *parts: str) -> Path:
+        """Sub-folder of the run (created)."""
+        p = self.path.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def artifact(self, relpath: str | os.PathLike) -> Path:
+        """Path of an artifact inside the run (its parent folder is created; the file is not)."""
+        rel = Path(relpath)
+        if rel.is_absolute():
+            raise ValueError(f"artifact paths are relative to the run folder, got {relpath!s}")
+        p = self.path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def exists(self, relpath: str | os.PathLike) -> bool:
+        return (self.path / relpath).exists()
+
+    def record(self) -> dict:
+        """The runner's run.json of this run ({} when the run was not made by the runner)."""
+        try:
+            return json.loads((self.path / RUN_RECORD).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def require(self, relpath: str | os.PathLike, producer: str | None = None) -> Path:
+        """Path of an existing input artifact, or MissingArtifactError saying how to make it."""
+        p = self.path / relpath
+        if p.exists():
+            return p
+        lines = [f"missing artifact {Path(relpath).as_posix()!r}",
+                 f"  run folder:  {self.path}",
+                 f"  expected at: {p}"]
+        if producer:
+            profile = self.record().get("profile")
+            lines += [f"  produced by: notebook {producer} (notebooks/{producer}.ipynb)",
+                      f"  make it with: {run_command(self.path, _selector(producer), profile)}",
+                      f"  (or run {producer} interactively with run_dir = {str(self.path)!r})"]
+        raise MissingArtifactError("\n".join(lines), path=p, run_dir=self.path, producer=producer)
+
+    def list_artifacts(self, under: str | os.PathLike = "", since: float | None = None,
+                       include_run_files: bool = False) -> ArtifactList:
+        """Files of the run (relative paths + sizes), sorted; prints as a table.
+
+        `under`: only this sub-folder. `since`: only files modified at/after this timestamp
+        (e.g. `run.opened_at` for "written by this notebook"). Hidden files and atomic-write
+        temporaries are always left out; the runner's own files (executed notebooks, run.json,
+        logs/) unless `include_run_files`.
+        """
+        from .io import TMP_MARK
+
+        base = self.path / under
+        items = []
+        if base.exists():
+            for p in sorted(base.rglob("*")):
+                rel = p.relative_to(self.path)
+                if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+                    continue
+                if any(TMP_MARK in part for part in rel.parts):
+                    continue
+                if not include_run_files and (rel.parts[0] == RUNNER_LOG_DIR or (
+                        len(rel.parts) == 1 and (p.suffix == ".ipynb" or p.name == RUN_RECORD))):
+                    continue
+                st = p.stat()
+                if since is not None and st.st_mtime < since - 1e-3:
+                    continue
+                items.append(ArtifactInfo(rel.as_posix(), st.st_size, st.st_mtime))
+        return ArtifactList(items, base)
+
+
+def open_run(run_dir: str | os.PathLike | None = "") -> Run:
+    """The run folder for `run_dir` (see `resolve_run_dir`), created if needed."""
+    return Run(resolve_run_dir(run_dir))

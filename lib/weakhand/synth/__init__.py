@@ -1,0 +1,1 @@
+"""Procedural synthetic hands: anatomy, poses, domains, compiled renderer, dataset generator."""

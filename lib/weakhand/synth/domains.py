@@ -1,0 +1,132 @@
+"""Domain styles: every knob of the synthetic generator, and the two built-in domains.
+
+`render` imitates a clean rendered dataset (RHD-like): broad viewpoints and poses, varied
+characters, studio shading, perfect depth, full 3D labels.
+`sensor` imitates an RGB-D camera recording (STB/RealSense-like): other intrinsics and image
+size, a few subjects, frontal viewpoints and counting-style gestures, colour casts, blur, noise
+and JPEG artefacts in RGB; depth with distance-dependent noise, holes at silhouettes and
+grazing angles, dropouts and 1 mm quantisation.
+
+New domains need no code: `make_style("sensor", name="sensor_far", distance_mm=(600, 900))`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DomainStyle:
+    name: str
+    # camera of the full frame the crop comes from
+    image_wh: tuple[int, int] = (320, 320)       # full-frame size, px
+    focal_px: tuple[float, float] = (260.0, 330.0)  # fx range (fy = fx · aspect jitter)
+    principal_jitter_px: float = 4.0              # (cx, cy) = centre + uniform jitter
+    distance_mm: tuple[float, float] = (350.0, 900.0)  # wrist z
+    # viewpoint: "uniform" = any rotation; "frontal" = palm/back towards the camera ± jitter
+    viewpoint: str = "uniform"
+    view_jitter_deg: tuple[float, float, float] = (60.0, 40.0, 40.0)  # yaw, pitch, roll (frontal)
+    p_left: float = 0.5                           # fraction of left hands
+    crop_margin: tuple[float, float] = (1.25, 1.6)  # crop side / keypoint bbox side
+    crop_jitter: float = 0.06                     # crop centre jitter, fraction of side
+    # subjects and poses
+    n_subjects: int = 0                           # 0 = a new subject per sample
+    skin_weights: tuple[float, ...] = (1, 1, 1, 1, 1, 1)  # over anatomy.SKIN_TONES
+    size_scale: float = 1.0
+    family_weights: dict = field(default_factory=lambda: {
+        "random": 6, "open": 1, "fist": 1, "point": 1, "pinch": 1, "count1": 0.5,
+        "count2": 0.5, "count3": 0.5, "count4": 0.5, "count5": 0.5, "grasp": 1})
+    pose_jitter_deg: float = 8.0
+    p_sleeve: float = 0.5
+    # scene
+    p_occluder: float = 0.3
+    n_clutter: tuple[int, int] = (3, 10)
+    bg_distance_mm: tuple[float, float] = (250.0, 1500.0)  # behind the wrist
+    bg_saturation: float = 1.0                    # 0 = grey backgrounds
+    bg_brightness: tuple[float, float] = (0.0, 1.0)
+    # lighting (studio) and texture
+    ambient: tuple[float, float] = (0.25, 0.45)
+    diffuse: tuple[float, float] = (0.55, 0.85)
+    specular: tuple[float, float] = (0.03, 0.15)
+    light_cone_deg: float = 70.0                  # light direction spread around the view axis
+    skin_texture: float = 0.12
+    # RGB sensor model
+    rgb_blur_sigma_px: tuple[float, float] = (0.0, 0.4)
+    rgb_noise_std: tuple[float, float] = (0.0, 0.0)   # in [0,255] units
+    jpeg_quality: tuple[int, int] = (0, 0)            # 0 = no JPEG
+    white_balance_std: float = 0.0
+    gamma: tuple[float, float] = (1.0, 1.0)
+    # depth sensor model
+    depth_noise_mm: tuple[float, float] = (0.0, 0.0)  # sigma = a + b (z/1000 m)^2
+    depth_quant_mm: float = 0.0                       # 0 = keep float precision
+    depth_edge_threshold_mm: float = 25.0
+    p_depth_edge_hole: float = 0.0
+    p_depth_grazing_hole: float = 0.0
+    p_depth_dropout: float = 0.0
+    depth_max_mm: float = 6000.0
+    # labels
+    withhold_3d_splits: tuple[str, ...] = ()      # splits whose 3D labels are not stored
+
+    def replace(self, **changes) -> "DomainStyle":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown style knobs {sorted(unknown)}; known: "
+                             f"{sorted(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+RENDER = DomainStyle(name="render")
+
+SENSOR = DomainStyle(
+    name="sensor",
+    image_wh=(640, 480),
+    focal_px=(607.9, 607.9),        # RealSense F200 colour camera as in STB
+    principal_jitter_px=0.0,
+    distance_mm=(300.0, 600.0),
+    viewpoint="frontal",
+    view_jitter_deg=(50.0, 35.0, 45.0),
+    p_left=1.0,                     # STB records left hands only
+    crop_margin=(1.2, 1.4),
+    crop_jitter=0.04,
+    n_subjects=4,
+    skin_weights=(0.5, 2, 2, 1, 0.3, 0.1),
+    family_weights={"random": 3, "count1": 1, "count2": 1, "count3": 1, "count4": 1,
+                    "count5": 1, "fist": 0.5, "open": 0.5, "point": 0.5},
+    pose_jitter_deg=6.0,
+    p_sleeve=0.8,
+    p_occluder=0.05,
+    n_clutter=(6, 14),
+    bg_distance_mm=(300.0, 900.0),
+    bg_saturation=0.35,
+    bg_brightness=(0.15, 0.8),
+    ambient=(0.45, 0.6),
+    diffuse=(0.35, 0.55),
+    specular=(0.0, 0.05),
+    light_cone_deg=25.0,
+    skin_texture=0.08,
+    rgb_blur_sigma_px=(0.6, 1.3),
+    rgb_noise_std=(2.0, 6.0),
+    jpeg_quality=(35, 80),
+    white_balance_std=0.08,
+    gamma=(0.8, 1.25),
+    depth_noise_mm=(0.8, 2.5),
+    depth_quant_mm=1.0,
+    p_depth_edge_hole=0.6,
+    p_depth_grazing_hole=0.5,
+    p_depth_dropout=0.01,
+    withhold_3d_splits=("train",),
+)
+
+DOMAINS = {"render": RENDER, "sensor": SENSOR}
+
+
+def make_style(base: str | DomainStyle = "render", **changes) -> DomainStyle:
+    """A built-in domain (by name) or a given style, with knobs changed."""
+    if isinstance(base, str):
+        if base not in DOMAINS:
+            raise ValueError(f"unknown domain {base!r}; built-in: {sorted(DOMAINS)}")
+        base = DOMAINS[base]
+    return base.replace(**changes) if changes else base
