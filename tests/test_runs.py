@@ -20,9 +20,11 @@ def test_profiles_define_the_same_knobs():
     assert set(profiles.PROFILES) == {"smoke", "cpu", "gpu"}
     for name, table in profiles.PROFILES.items():
         assert set(table) == knobs, name
-    assert profiles.PROFILES["smoke"]["n_render_train"] == 64
-    assert profiles.PROFILES["cpu"]["n_sensor_test"] == 2000
-    assert profiles.PROFILES["gpu"]["n_render_train"] == 100000
+    # sizes grow from smoke to cpu to gpu, so smoke really is the cheap path
+    for knob in knobs:
+        if knob.startswith("n_"):
+            sizes = [profiles.PROFILES[p][knob] for p in ("smoke", "cpu", "gpu")]
+            assert sizes[0] < sizes[1] <= sizes[2], knob
 
 
 def test_resolve_fills_none_and_keeps_overrides():

@@ -16,15 +16,20 @@ from typing import Any, Iterator
 import numpy as np
 
 TMP_MARK = ".tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _tmp_sibling(path: Path, is_dir: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f"{path.name}{TMP_MARK}"
     if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        return tmp
     fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)  # mkstemp creates 0600; artifacts are ordinary files
     return Path(name)
 
 

@@ -8,7 +8,7 @@ remembers where each value came from)::
 
     cfg = profiles.resolve(profile, notebook="00_make_data", run_dir=run_dir, device=device,
                            seed=seed, n_render_train=n_render_train, image_size=image_size)
-    cfg.n_render_train    # 8000 with the cpu profile unless the notebook/runner overrode it
+    cfg.n_render_train    # 6000 with the cpu profile unless the notebook/runner overrode it
 
 Adding a knob = adding one row to ``_KNOB_TABLE`` (description + one value per profile).
 """
@@ -32,11 +32,12 @@ PROFILE_DOCS = {
 # notebook that introduced them.
 _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     # 00_make_data
-    "n_render_train": ("rendered (synthetic) training images", 64, 8000, 100000),
-    "n_render_val": ("rendered validation images", 16, 1000, 5000),
+    "n_render_train": ("rendered (synthetic) training images", 64, 6000, 100000),
+    "n_render_val": ("rendered validation images", 16, 500, 5000),
     "n_render_test": ("rendered test images", 16, 1000, 5000),
-    "n_sensor_train": ("simulated depth-sensor training frames", 64, 8000, 100000),
-    "n_sensor_test": ("simulated depth-sensor test frames", 32, 2000, 10000),
+    "n_sensor_train": ("simulated depth-sensor training frames (2D + depth labels)", 64, 6000,
+                       100000),
+    "n_sensor_test": ("simulated depth-sensor test frames (full labels)", 32, 1000, 10000),
     "image_size": ("square crop size in pixels", 64, 128, 128),
     "n_preview": ("samples shown in preview figures", 8, 16, 16),
 }

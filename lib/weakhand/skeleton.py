@@ -298,3 +298,25 @@ def replace_root(kp: Array, root: Array) -> Array:
     kp, root = _prep(kp, root)
     root = _broadcast_to(root, kp[..., ROOT, :].shape)
     return _cat([root[..., None, :], kp[..., 1:, :]], -2)
+
+
+#: The 15 finger joints with a bend angle (MCP, PIP, DIP of each finger; thumb CMC, MCP, IP).
+BEND_JOINTS = _readonly(FINGERS[:, :3].reshape(-1))
+
+
+def joint_bend_angles(kp: Array) -> Array:
+    """(..., 21, 3) -> (..., 15) unsigned bend angle (radians) at each BEND_JOINTS joint: the
+    angle between the bone entering the joint and the bone leaving it (0 = straight).
+
+    Uses atan2(|a × b|, a · b), which is accurate near 0 and π (unlike a clamped arccos).
+    Flexion and abduction are not separated here (that needs the BMC frames).
+    """
+    b = bone_vectors(kp)
+    a, c = _take(b, BEND_JOINTS - 1, -2), _take(b, BEND_JOINTS, -2)
+    cross = _stack([a[..., 1] * c[..., 2] - a[..., 2] * c[..., 1],
+                    a[..., 2] * c[..., 0] - a[..., 0] * c[..., 2],
+                    a[..., 0] * c[..., 1] - a[..., 1] * c[..., 0]], -1, a)
+    dot = (a * c).sum(-1)
+    if _is_torch(dot):
+        return sys.modules["torch"].atan2(_norm(cross), dot)
+    return np.arctan2(_norm(cross), dot)

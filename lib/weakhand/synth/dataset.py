@@ -66,3 +66,35 @@ def make_dataset(path: str | os.PathLike, style: DomainStyle | str, n: int, seed
     dt = time.perf_counter() - t0
     return {"path": str(path), "count": n, "reused": False, "seconds": dt,
             "images_per_s": n / dt}
+
+
+#: (dataset name, style, split, profile knob with its sample count) of the default data.
+DEFAULT_SPLITS = (
+    ("synth_render", "render", "train", "n_render_train"),
+    ("synth_render", "render", "val", "n_render_val"),
+    ("synth_render", "render", "test", "n_render_test"),
+    ("synth_sensor", "sensor", "train", "n_sensor_train"),
+    ("synth_sensor", "sensor", "test", "n_sensor_test"),
+)
+
+
+def make_default_datasets(data_dir: str | os.PathLike, counts: dict, seed: int = 0,
+                          size: int = 128, reuse: bool = True,
+                          styles: dict | None = None) -> list[dict]:
+    """Make (or reuse) the workbook's default datasets under `data_dir/<name>/<split>`.
+
+    counts: {profile knob: n}, e.g. {"n_render_train": 8000, ...}; styles optionally replaces
+    the built-in DomainStyle per style name. Returns one report row per split.
+    """
+    rows = []
+    for name, style_name, split, knob in DEFAULT_SPLITS:
+        style = (styles or {}).get(style_name) or make_style(style_name)
+        rep = make_dataset(Path(data_dir) / name / split, style, int(counts[knob]), seed=seed,
+                           split=split, size=size, reuse=reuse)
+        rows.append({"dataset": name, "split": split, "count": rep["count"],
+                     "3d_labels": split not in style.withhold_3d_splits,
+                     "reused": rep["reused"], "seconds": round(rep["seconds"], 2),
+                     "images_per_s": (round(rep["images_per_s"]) if rep["images_per_s"]
+                                      else None),
+                     "path": rep["path"]})
+    return rows

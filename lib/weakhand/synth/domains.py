@@ -130,3 +130,10 @@ def make_style(base: str | DomainStyle = "render", **changes) -> DomainStyle:
             raise ValueError(f"unknown domain {base!r}; built-in: {sorted(DOMAINS)}")
         base = DOMAINS[base]
     return base.replace(**changes) if changes else base
+
+
+def style_diff(a: DomainStyle, b: DomainStyle) -> list[dict]:
+    """Rows {knob, a.name, b.name} for every knob where the two styles differ."""
+    da, db = a.to_dict(), b.to_dict()
+    return [{"knob": k, a.name: str(da[k]), b.name: str(db[k])}
+            for k in da if k != "name" and da[k] != db[k]]

@@ -269,7 +269,9 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     in_crop = (pix >= 0).all(-1) & (pix < size).all(-1)
     pc = np.clip(pix, 0, size - 1)
     seen = hit_depth[np.arange(n)[:, None], pc[..., 1], pc[..., 0]]
-    vis = in_crop & (seen > 0) & (seen >= kp_cam[..., 2] - joint_r - 4.0)
+    label = parts[np.arange(n)[:, None], pc[..., 1], pc[..., 0]]
+    vis = (in_crop & (seen > 0) & (seen >= kp_cam[..., 2] - joint_r - 4.0)
+           & (label != PART_OCCLUDER))
 
     # shading and background
     center_ray = np.einsum("nij,nj->ni", np.linalg.inv(K),

@@ -1,0 +1,36 @@
+# weakhand — `make run` runs the whole workbook headless, `make test` runs every test.
+# Both bootstrap .venv idempotently from environment.yml (CPU torch on CPU machines).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?= cpu
+NAME   ?= $(PROFILE)
+DEVICE ?= auto
+ARGS   ?=
+
+.PHONY: env run smoke test test-lib test-notebooks bench lab clean-runs
+
+env:
+	@$(PYTHON) tools/bootstrap.py --venv $(VENV)
+
+run: env  ## the main job: every notebook, headless, on the synthetic default data
+	$(BIN)/weakhand run --profile $(PROFILE) --name $(NAME) --device $(DEVICE) $(ARGS)
+
+smoke: env
+	$(BIN)/weakhand run --profile smoke --name smoke $(ARGS)
+
+test: env  ## library tests, the ordered smoke pipeline, and nbval on every notebook
+	@bash tools/run_tests.sh $(BIN)/python
+
+test-lib: env
+	$(BIN)/python -m pytest tests -m "not slow" -q
+
+bench: env
+	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_metrics.py
+
+lab: env
+	$(BIN)/jupyter lab notebooks
+
+clean-runs:
+	rm -rf runs/

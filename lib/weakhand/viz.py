@@ -1,0 +1,190 @@
+"""Plotly figures for the notebooks. Functions return `go.Figure` and never display anything.
+
+Images are embedded as PNG data URIs (compact in executed notebooks), not as JSON pixel arrays.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import skeleton as sk
+
+FINGER_COLORS = ("#e6194b", "#f58231", "#3cb44b", "#4363d8", "#911eb4")
+DOMAIN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+
+
+def png_uri(img: np.ndarray) -> str:
+    """uint8 RGB (H,W,3) or grey (H,W) → PNG data URI."""
+    if img.ndim == 3:
+        img = img[..., ::-1]  # cv2 encodes BGR
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def colorize_depth(depth_mm: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(H,W) depth in mm → uint8 RGB with a turbo colour map over the valid range (near = red
+    end when hand-masked range is used); missing (0) pixels are black."""
+    valid = depth_mm > 0
+    ref = valid & (mask > 0) if mask is not None and (valid & (mask > 0)).any() else valid
+    out = np.zeros(depth_mm.shape + (3,), np.uint8)
+    if not ref.any():
+        return out
+    lo, hi = np.percentile(depth_mm[ref], [1, 99])
+    hi = max(hi, lo + 1.0)
+    norm = np.clip((depth_mm - lo) / (hi - lo), 0, 1)
+    col = cv2.applyColorMap((255 * (1 - norm)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    out[valid] = col[valid]
+    return out
+
+
+def colorize_parts(parts: np.ndarray) -> np.ndarray:
+    """(H,W) part labels → uint8 RGB (fixed random palette, background black)."""
+    rng = np.random.default_rng(7)
+    pal = rng.integers(60, 256, (256, 3)).astype(np.uint8)
+    pal[0] = 0
+    return pal[parts]
+
+
+def _skeleton_traces(kp2d: np.ndarray, vis: np.ndarray, showlegend: bool = False) -> list:
+    traces = []
+    for f, color in enumerate(FINGER_COLORS):
+        chain = [0, *sk.FINGERS[f]]
+        traces.append(go.Scatter(x=kp2d[chain, 0], y=kp2d[chain, 1], mode="lines",
+                                 line=dict(color=color, width=2), hoverinfo="skip",
+                                 showlegend=False))
+    v = vis.astype(bool)
+    for sel, symbol, name in ((v, "circle", "visible"), (~v, "circle-open", "occluded")):
+        idx = np.flatnonzero(sel)
+        traces.append(go.Scatter(
+            x=kp2d[idx, 0], y=kp2d[idx, 1], mode="markers", name=name, legendgroup=name,
+            showlegend=showlegend, marker=dict(size=5, symbol=symbol, color="white",
+                                               line=dict(color="black", width=1)),
+            text=[sk.JOINT_NAMES[i] for i in idx], hoverinfo="text"))
+    return traces
+
+
+def sample_grid(data, indices: Sequence[int], ncols: int = 8, title: str = "") -> go.Figure:
+    """RGB crops with the 2-D skeleton (filled = visible, hollow = occluded joints)."""
+    indices = list(indices)
+    nrows = -(-len(indices) // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.005, vertical_spacing=0.01,
+                        subplot_titles=[f"#{i} {'R' if data.arrays['side'][i] else 'L'}"
+                                        for i in indices])
+    for k, i in enumerate(indices):
+        r, c = k // ncols + 1, k % ncols + 1
+        fig.add_trace(go.Image(source=png_uri(np.asarray(data.arrays["rgb"][i]))), r, c)
+        if data.arrays["has_2d"][i]:
+            for tr in _skeleton_traces(np.asarray(data.arrays["kp2d"][i]),
+                                       np.asarray(data.arrays["vis"][i]), showlegend=(k == 0)):
+                fig.add_trace(tr, r, c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=9)
+    fig.update_layout(title=title, height=150 * nrows + 60, width=130 * ncols + 40,
+                      margin=dict(l=5, r=5, t=50, b=5), legend=dict(orientation="h", y=1.06))
+    return fig
+
+
+def modality_panel(data, indices: Sequence[int], title: str = "") -> go.Figure:
+    """One row per sample: RGB | depth (turbo, missing = black) | hand mask | part labels."""
+    indices = list(indices)
+    cols = ("RGB", "depth", "mask", "parts")
+    fig = make_subplots(rows=len(indices), cols=4, horizontal_spacing=0.01, vertical_spacing=0.01,
+                        column_titles=list(cols))
+    for k, i in enumerate(indices):
+        d = data.depth_mm(i)
+        m = np.asarray(data.arrays["mask"][i])
+        imgs = [np.asarray(data.arrays["rgb"][i]), colorize_depth(d, m),
+                np.repeat((m * 255)[..., None], 3, -1).astype(np.uint8)]
+        imgs.append(colorize_parts(np.asarray(data.arrays["parts"][i])) if "parts" in data
+                    else np.zeros_like(imgs[0]))
+        for c, img in enumerate(imgs):
+            fig.add_trace(go.Image(source=png_uri(img), name=f"#{i} {cols[c]}"), k + 1, c + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=title, height=140 * len(indices) + 60, width=560,
+                      margin=dict(l=5, r=5, t=60, b=5))
+    return fig
+
+
+def skeletons_3d(kps: Sequence[np.ndarray], names: Sequence[str] | None = None,
+                 title: str = "") -> go.Figure:
+    """Root-relative 3-D skeletons (mm) side by side along x, bones coloured by finger."""
+    fig = go.Figure()
+    offset = 0.0
+    for k, kp in enumerate(kps):
+        p = np.asarray(kp, float) - np.asarray(kp, float)[0]
+        p[:, 0] += offset
+        for f, color in enumerate(FINGER_COLORS):
+            chain = [0, *sk.FINGERS[f]]
+            fig.add_trace(go.Scatter3d(x=p[chain, 0], y=p[chain, 2], z=-p[chain, 1],
+                                       mode="lines+markers", line=dict(color=color, width=5),
+                                       marker=dict(size=2, color=color), showlegend=False,
+                                       name=(names[k] if names else f"#{k}")))
+        offset += 1.3 * (np.ptp(p[:, 0]) + 60)
+    fig.update_layout(title=title, height=420, margin=dict(l=0, r=0, t=40, b=0),
+                      scene=dict(aspectmode="data", xaxis_title="x (mm)", yaxis_title="z (mm)",
+                                 zaxis_title="-y (mm)"))
+    return fig
+
+
+def domain_histograms(kp3d: Mapping[str, np.ndarray], vis: Mapping[str, np.ndarray],
+                      title: str = "") -> go.Figure:
+    """Per-domain distributions: bone lengths (mm), joint bend angles (deg), wrist depth (mm),
+    and the fraction of samples in which each joint is visible."""
+    fig = make_subplots(rows=2, cols=2, subplot_titles=(
+        "bone length (mm, all 20 bones)", "joint bend angle (deg, 15 finger joints)",
+        "wrist depth z (mm)", "visible fraction per joint"))
+    for k, (name, kp) in enumerate(kp3d.items()):
+        color = DOMAIN_COLORS[k % len(DOMAIN_COLORS)]
+        kp = np.asarray(kp, float)
+        kp = kp[np.isfinite(kp).all(axis=(1, 2))]
+        common = dict(name=name, legendgroup=name, marker_color=color, opacity=0.55,
+                      histnorm="probability density")
+        if len(kp):
+            fig.add_trace(go.Histogram(x=sk.bone_lengths(kp).ravel(), nbinsx=60, **common), 1, 1)
+            fig.add_trace(go.Histogram(x=np.degrees(sk.joint_bend_angles(kp)).ravel(), nbinsx=60,
+                                       showlegend=False, **common), 1, 2)
+            fig.add_trace(go.Histogram(x=kp[:, 0, 2], nbinsx=40, showlegend=False, **common), 2, 1)
+        v = np.asarray(vis[name], bool)
+        fig.add_trace(go.Scatter(x=list(sk.JOINT_NAMES), y=v.mean(0), name=name,
+                                 legendgroup=name, mode="lines+markers", line_color=color,
+                                 showlegend=False), 2, 2)
+    fig.update_layout(title=title, barmode="overlay", height=640, width=980,
+                      margin=dict(l=40, r=10, t=70, b=80))
+    fig.update_xaxes(tickangle=60, tickfont_size=8, row=2, col=2)
+    return fig
+
+
+def table(rows: Sequence[Mapping], title: str = "") -> go.Figure:
+    """A plotly table from a list of dicts with the same keys."""
+    keys = list(rows[0])
+    fig = go.Figure(go.Table(header=dict(values=keys, align="left"),
+                             cells=dict(values=[[r[k] for r in rows] for k in keys],
+                                        align="left")))
+    fig.update_layout(title=title, height=80 + 28 * len(rows) + 40,
+                      margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def save_figure(fig: go.Figure, path) -> "Path":
+    """Write `fig` as a standalone HTML file (atomic); plotly.js is written once per folder
+    (plotly.min.js next to it), so the figures open offline."""
+    from pathlib import Path
+
+    from .io import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    js = path.parent / "plotly.min.js"
+    if not js.exists():
+        from plotly.offline import get_plotlyjs
+        atomic_write_text(js, get_plotlyjs())
+    return atomic_write_text(path, fig.to_html(include_plotlyjs="plotly.min.js", full_html=True))

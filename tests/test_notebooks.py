@@ -1,0 +1,63 @@
+"""Notebook conventions (structure) and the ordered smoke pipeline through the runner."""
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from weakhand import profiles, runner
+from weakhand.data import load_dataset
+from weakhand.synth.dataset import DEFAULT_SPLITS
+
+NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks in {NB_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_structure(path):
+    assert re.fullmatch(r"\d\d_[a-z0-9]+(_[a-z0-9]+)+\.ipynb", path.name), "NN_verb_object.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    names = re.findall(r"^(\w+)\s*=", params[0].source, flags=re.M)
+    for required in ("profile", "run_dir", "device", "seed"):
+        assert required in names, f"parameters cell lacks {required!r}"
+    for line in params[0].source.splitlines():
+        assert re.fullmatch(r"\w+ = .+  # [^=]+", line), f"flat literal + comment, no '=' in comment: {line!r}"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        assert not c.get("outputs") and c.get("execution_count") is None, "commit without outputs"
+        assert "sys.path" not in c.source and "pip install" not in c.source
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
+    res = runner.run_notebooks("smoke", profile="smoke", device="cpu", runs_dir=tmp_path)
+    assert res.ok, res.message
+    run = tmp_path / "smoke"
+    record = json.loads((run / "run.json").read_text())
+    assert [n["status"] for n in record["notebooks"].values()] == ["ok"] * len(NOTEBOOKS)
+    assert record["environment"]["torch"] and record["environment"]["numpy"]
+    for nb in NOTEBOOKS:
+        assert (run / nb.name).exists()
+    # data contract of 00_make_data: every default split, smoke sizes, intact, labels as promised
+    smoke = profiles.PROFILES["smoke"]
+    for name, style, split, knob in DEFAULT_SPLITS:
+        d = load_dataset(run / "data" / name / split, verify="full")
+        assert d.count == smoke[knob] and d.image_size == (smoke["image_size"],) * 2
+        kp3d = np.asarray(d.arrays["kp3d"])
+        if style == "sensor" and split == "train":
+            assert np.isnan(kp3d).all()
+        else:
+            assert np.isfinite(kp3d).all()
+    figs = sorted(p.name for p in (run / "figures").glob("00_*.html"))
+    assert "00_domain_gap.html" in figs and len(figs) >= 5
