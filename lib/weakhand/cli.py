@@ -20,6 +20,7 @@ from . import __version__
 
 SUBCOMMANDS: dict[str, str] = {
     "run": "weakhand.runner",
+    "data": "weakhand.data.cli",
 }
 
 

@@ -5,6 +5,9 @@ deterministic per seed and independent of thread scheduling.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 from numba import njit, prange
@@ -95,12 +98,30 @@ def depth_artefacts(depth, normal_z, cam, params, seeds, out):
                     out[i, v, u] = 0.0
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _map_images(fn, idx) -> None:
+    """Run a per-image OpenCV call over `idx` on all cores (OpenCV releases the GIL)."""
+    global _POOL
+    if len(idx) < 16 or (os.cpu_count() or 1) == 1:
+        for i in idx:
+            fn(i)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="weakhand-cv")
+    list(_POOL.map(fn, idx, chunksize=max(1, len(idx) // (4 * (os.cpu_count() or 1)))))
+
+
 def rgb_sensor(rng: np.random.Generator, style, rgbf: np.ndarray) -> np.ndarray:
     """Camera finish for a batch: optics blur (cv2), white balance, gamma, noise, JPEG."""
     n = len(rgbf)
     sig = rng.uniform(*style.rgb_blur_sigma_px, n)
-    for i in np.flatnonzero(sig > 0.05):
+
+    def blur(i):
         cv2.GaussianBlur(rgbf[i], (0, 0), float(sig[i]), dst=rgbf[i])
+
+    _map_images(blur, np.flatnonzero(sig > 0.05))
     gains = (rng.normal(1.0, style.white_balance_std, (n, 3)) if style.white_balance_std > 0
              else np.ones((n, 3))).astype(np.float32)
     gamma = rng.uniform(*style.gamma, n).astype(np.float32)
@@ -109,9 +130,13 @@ def rgb_sensor(rng: np.random.Generator, style, rgbf: np.ndarray) -> np.ndarray:
     finish_rgb(rgbf, gains, gamma, noise, rng.integers(0, 2**31 - 1, n), out)
     if style.jpeg_quality[1] > 0:
         qual = rng.integers(style.jpeg_quality[0], style.jpeg_quality[1] + 1, n)
-        for i in range(n):  # OpenCV codecs expect BGR; the round trip keeps RGB order
-            ok, buf = cv2.imencode(".jpg", out[i, :, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(qual[i])])
+
+        def jpeg(i):  # OpenCV codecs expect BGR; the round trip keeps RGB order
+            ok, buf = cv2.imencode(".jpg", out[i, :, :, ::-1],
+                                   [cv2.IMWRITE_JPEG_QUALITY, int(qual[i])])
             out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+        _map_images(jpeg, range(n))
     return out
 
 

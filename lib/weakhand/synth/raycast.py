@@ -87,7 +87,14 @@ def cast_capsules(caps, caps_part, ncaps, cam, depth, part, normal):
         zb = depth[i]
         zb[:] = FAR
         part[i, :, :] = 0
-        for p in range(ncaps[i]):
+        # front-to-back order lets the per-pixel depth test skip hidden capsules early
+        nc = ncaps[i]
+        zmins = np.empty(nc)
+        for p in range(nc):
+            zmins[p] = min(caps[i, p, 2], caps[i, p, 5]) - caps[i, p, 6]
+        order = np.argsort(zmins)
+        for q in range(nc):
+            p = order[q]
             ax, ay, az = caps[i, p, 0], caps[i, p, 1], caps[i, p, 2]
             bx, by, bz = caps[i, p, 3], caps[i, p, 4], caps[i, p, 5]
             r = caps[i, p, 6]
@@ -113,6 +120,8 @@ def cast_capsules(caps, caps_part, ncaps, cam, depth, part, normal):
             for v in range(v0, v1 + 1):
                 yv = (v - cy) / fy
                 for u in range(u0, u1 + 1):
+                    if zb[v, u] <= zmin:
+                        continue  # something nearer than this whole capsule is already there
                     # 2-D reject: pixel far from the projected axis segment
                     px, py = u - ua, v - va
                     tt = 0.0
@@ -150,31 +159,6 @@ def _hash(a, b, c, s):
     return h / 4294967296.0
 
 
-@njit(cache=True, inline="always")
-def _value_noise3(x, y, z, s):
-    """Trilinear value noise in [0,1) on the integer lattice."""
-    ix, iy, iz = int(np.floor(x)), int(np.floor(y)), int(np.floor(z))
-    fx, fy, fz = x - ix, y - iy, z - iz
-    fx = fx * fx * (3 - 2 * fx)
-    fy = fy * fy * (3 - 2 * fy)
-    fz = fz * fz * (3 - 2 * fz)
-    c000 = _hash(ix, iy, iz, s)
-    c100 = _hash(ix + 1, iy, iz, s)
-    c010 = _hash(ix, iy + 1, iz, s)
-    c110 = _hash(ix + 1, iy + 1, iz, s)
-    c001 = _hash(ix, iy, iz + 1, s)
-    c101 = _hash(ix + 1, iy, iz + 1, s)
-    c011 = _hash(ix, iy + 1, iz + 1, s)
-    c111 = _hash(ix + 1, iy + 1, iz + 1, s)
-    x00 = c000 + fx * (c100 - c000)
-    x10 = c010 + fx * (c110 - c010)
-    x01 = c001 + fx * (c101 - c001)
-    x11 = c011 + fx * (c111 - c011)
-    y0 = x00 + fy * (x10 - x00)
-    y1 = x01 + fy * (x11 - x01)
-    return y0 + fz * (y1 - y0)
-
-
 @njit(cache=True, parallel=True, fastmath=True)
 def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter, bg_plane,
           seeds, rgb):
@@ -197,6 +181,11 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
         seed = seeds[i]
         gdx, gdy, gnoise = bg_colors[i, 2, 0], bg_colors[i, 2, 1], bg_colors[i, 2, 2]
         pnx, pny, pnz, pd = bg_plane[i, 0], bg_plane[i, 1], bg_plane[i, 2], bg_plane[i, 3]
+        ns = nclutter[i]
+        inv_a, inv_b, rad2 = np.empty(ns), np.empty(ns), np.empty(ns)
+        for s in range(ns):
+            inv_a[s], inv_b[s] = 1.0 / clutter[i, s, 3], 1.0 / clutter[i, s, 4]
+            rad2[s] = (clutter[i, s, 3] + clutter[i, s, 4]) ** 2
         for v in range(H):
             yv = (v - cy) / fy
             for u in range(W):
@@ -213,8 +202,10 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
                     hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-9
                     ndh = max((nx * hx + ny * hy + nz * hz) / hn, 0.0)
                     spec = ks * ndh ** shin if ndl > 0.0 else 0.0
-                    px, py, pz = xu * z / tex_cell, yv * z / tex_cell, z / tex_cell
-                    tex = 1.0 + tex_amp * (_value_noise3(px, py, pz, seed) - 0.5)
+                    # skin mottling: cell noise on the 3-D surface point (cells of ~1-3 mm are
+                    # about a pixel at these crop scales, so interpolation would be wasted)
+                    tex = 1.0 + tex_amp * (_hash(int(xu * z / tex_cell), int(yv * z / tex_cell),
+                                                 int(z / tex_cell), seed) - 0.5)
                     shade_k = (amb + kd * diff) * tex
                     for c in range(3):
                         rgb[i, v, u, c] = palette[i, lab, c] * shade_k + spec
@@ -228,13 +219,11 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
                     for s in range(nclutter[i]):
                         du, dv = u - clutter[i, s, 1], v - clutter[i, s, 2]
                         kind = clutter[i, s, 0]
-                        if kind < 1.5:  # cheap reject outside the bounding circle
-                            rad = clutter[i, s, 3] + clutter[i, s, 4]
-                            if du * du + dv * dv > rad * rad:
-                                continue
+                        if kind < 1.5 and du * du + dv * dv > rad2[s]:
+                            continue  # cheap reject outside the bounding circle
                         cs, sn = clutter[i, s, 5], clutter[i, s, 6]
-                        qa = (du * cs + dv * sn) / clutter[i, s, 3]
-                        qb = (-du * sn + dv * cs) / clutter[i, s, 4]
+                        qa = (du * cs + dv * sn) * inv_a[s]
+                        qb = (-du * sn + dv * cs) * inv_b[s]
                         inside = False
                         if kind < 0.5:
                             inside = abs(qa) <= 1.0 and abs(qb) <= 1.0
@@ -246,7 +235,7 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
                             sh = 0.85 + 0.15 * qa if kind < 1.5 else 1.0
                             r0, g0, b0 = (clutter[i, s, 7] * sh, clutter[i, s, 8] * sh,
                                           clutter[i, s, 9] * sh)
-                    nz_ = gnoise * (_hash(u, v, 0, seed) - 0.5)
+                    nz_ = gnoise * (_hash(u, v, 0, seed) - 0.5) if gnoise > 0.0 else 0.0
                     rgb[i, v, u, 0] = r0 + nz_
                     rgb[i, v, u, 1] = g0 + nz_
                     rgb[i, v, u, 2] = b0 + nz_
