@@ -102,7 +102,7 @@ def _capsules_hand_frame(subj: anatomy.Subjects, kp: np.ndarray, sleeve_at: np.n
     add(wrist + sleeve_at[:, None] * L * arm_dir, wrist + 1.6 * L * arm_dir, 0.40 * B[:, 0],
         PART_SLEEVE)
     jr = np.empty((n, 21))
-    jr[:, 0] = 0.17 * B[:, 0]
+    jr[:, 0] = 0.30 * B[:, 0]  # the wrist centre sits inside the forearm capsule
     jr[:, 1:] = np.concatenate([subj.radius, subj.radius[..., 2:]], 2).reshape(n, 20)
     return caps, parts, jr
 
