@@ -201,3 +201,24 @@ def test_cast_capsules_sphere_silhouette_and_depth():
     assert abs(centre - 380.0) < 0.1
     assert (depth[0][~hit] == 0).all()
     np.testing.assert_allclose(np.linalg.norm(normal[0][hit], axis=-1), 1.0, atol=1e-4)
+
+
+def test_make_dataset_reuses_identical_recipe_and_redoes_changed(tmp_path):
+    from weakhand.data import load_dataset
+    from weakhand.synth.dataset import make_dataset
+
+    a = make_dataset(tmp_path / "a", "sensor", 20, seed=2, split="test", size=32,
+                     show_progress=False)
+    assert not a["reused"]
+    again = make_dataset(tmp_path / "a", "sensor", 20, seed=2, split="test", size=32,
+                         show_progress=False)
+    assert again["reused"]
+    b = make_dataset(tmp_path / "b", "sensor", 20, seed=2, split="test", size=32,
+                     show_progress=False)
+    ma, mb = (load_dataset(tmp_path / p, verify="full").manifest for p in ("a", "b"))
+    assert {k: v["sha256"] for k, v in ma["arrays"].items()} == \
+           {k: v["sha256"] for k, v in mb["arrays"].items()}          # byte-identical per seed
+    changed = make_dataset(tmp_path / "a", "sensor", 20, seed=3, split="test", size=32,
+                           show_progress=False)
+    assert not changed["reused"]
+    assert load_dataset(tmp_path / "a").manifest["source"]["seed"] == 3

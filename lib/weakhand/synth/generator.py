@@ -7,6 +7,7 @@ block size give byte-identical data however the work is chunked or resumed.
 """
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import Iterator
 
@@ -21,6 +22,19 @@ from .domains import DomainStyle
 BLOCK = 256          # samples per deterministic block
 MAX_CAPSULES = 26
 DEG = np.pi / 180.0
+
+
+_WORKSPACE: dict = {}
+
+
+def _workspace(name: str, shape: tuple) -> np.ndarray:
+    """A reused float32 scratch buffer (per thread), so big intermediates are not page-faulted
+    in afresh for every block. Contents are garbage; callers overwrite what they read."""
+    key = (threading.get_ident(), name)
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.size < int(np.prod(shape)):
+        buf = _WORKSPACE[key] = np.empty(int(np.prod(shape)), np.float32)
+    return buf[: int(np.prod(shape))].reshape(shape)
 
 
 def _crc(s: str) -> int:
@@ -259,7 +273,7 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
 
     depth = np.empty((n, size, size), np.float32)
     parts = np.empty((n, size, size), np.uint8)
-    normal = np.empty((n, size, size, 3), np.float32)
+    normal = _workspace("normal", (n, size, size, 3))
     raycast.cast_capsules(caps_cam, cap_parts, ncaps, cam, depth, parts, normal)
     hit_depth = depth.copy()
 
@@ -278,7 +292,7 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
                            np.stack([np.full(n, (size - 1) / 2), np.full(n, (size - 1) / 2),
                                      np.ones(n)], 1))
     bg_colors, clutter, ncl, plane = _background(rng, style, n, size, T[:, 2], center_ray)
-    rgbf = np.empty((n, size, size, 3), np.float32)
+    rgbf = _workspace("rgbf", (n, size, size, 3))
     seeds = rng.integers(0, 2**31 - 1, n)
     raycast.shade(depth, parts, normal, cam, _palette(rng, subj.skin, n), _lights(rng, style, n),
                   bg_colors, clutter, ncl, plane, seeds, rgbf)

@@ -181,11 +181,6 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
         seed = seeds[i]
         gdx, gdy, gnoise = bg_colors[i, 2, 0], bg_colors[i, 2, 1], bg_colors[i, 2, 2]
         pnx, pny, pnz, pd = bg_plane[i, 0], bg_plane[i, 1], bg_plane[i, 2], bg_plane[i, 3]
-        ns = nclutter[i]
-        inv_a, inv_b, rad2 = np.empty(ns), np.empty(ns), np.empty(ns)
-        for s in range(ns):
-            inv_a[s], inv_b[s] = 1.0 / clutter[i, s, 3], 1.0 / clutter[i, s, 4]
-            rad2[s] = (clutter[i, s, 3] + clutter[i, s, 4]) ** 2
         for v in range(H):
             yv = (v - cy) / fy
             for u in range(W):
@@ -209,35 +204,41 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
                     shade_k = (amb + kd * diff) * tex
                     for c in range(3):
                         rgb[i, v, u, c] = palette[i, lab, c] * shade_k + spec
-                else:
-                    # background: gradient, clutter shapes (later ones on top), pixel noise
+                else:  # background gradient; depth from the background plane
                     g = (u / W - 0.5) * gdx + (v / H - 0.5) * gdy + 0.5
                     g = min(max(g, 0.0), 1.0)
-                    r0 = bg_colors[i, 0, 0] + g * (bg_colors[i, 1, 0] - bg_colors[i, 0, 0])
-                    g0 = bg_colors[i, 0, 1] + g * (bg_colors[i, 1, 1] - bg_colors[i, 0, 1])
-                    b0 = bg_colors[i, 0, 2] + g * (bg_colors[i, 1, 2] - bg_colors[i, 0, 2])
-                    for s in range(nclutter[i]):
-                        du, dv = u - clutter[i, s, 1], v - clutter[i, s, 2]
-                        kind = clutter[i, s, 0]
-                        if kind < 1.5 and du * du + dv * dv > rad2[s]:
-                            continue  # cheap reject outside the bounding circle
-                        cs, sn = clutter[i, s, 5], clutter[i, s, 6]
-                        qa = (du * cs + dv * sn) * inv_a[s]
-                        qb = (-du * sn + dv * cs) * inv_b[s]
-                        inside = False
-                        if kind < 0.5:
-                            inside = abs(qa) <= 1.0 and abs(qb) <= 1.0
-                        elif kind < 1.5:
-                            inside = qa * qa + qb * qb <= 1.0
-                        else:
-                            inside = abs(qb) <= 1.0
-                        if inside:
-                            sh = 0.85 + 0.15 * qa if kind < 1.5 else 1.0
-                            r0, g0, b0 = (clutter[i, s, 7] * sh, clutter[i, s, 8] * sh,
-                                          clutter[i, s, 9] * sh)
-                    nz_ = gnoise * (_hash(u, v, 0, seed) - 0.5) if gnoise > 0.0 else 0.0
-                    rgb[i, v, u, 0] = r0 + nz_
-                    rgb[i, v, u, 1] = g0 + nz_
-                    rgb[i, v, u, 2] = b0 + nz_
+                    for c in range(3):
+                        rgb[i, v, u, c] = bg_colors[i, 0, c] + g * (bg_colors[i, 1, c]
+                                                                     - bg_colors[i, 0, c])
                     den = pnx * xu + pny * yv + pnz
                     depth[i, v, u] = pd / den if (pd > 0.0 and den > 1e-6) else 0.0
+        # clutter shapes, painted in order over the background, each only inside its box
+        for s in range(nclutter[i]):
+            kind, cu, cv = clutter[i, s, 0], clutter[i, s, 1], clutter[i, s, 2]
+            ha = clutter[i, s, 3] if kind < 1.5 else 2.0 * (H + W)  # stripes: long bars
+            hb, cs, sn = clutter[i, s, 4], clutter[i, s, 5], clutter[i, s, 6]
+            ext_u = abs(ha * cs) + abs(hb * sn)
+            ext_v = abs(ha * sn) + abs(hb * cs)
+            inv_a, inv_b = 1.0 / ha, 1.0 / hb
+            for v in range(max(int(cv - ext_v), 0), min(int(cv + ext_v) + 2, H)):
+                for u in range(max(int(cu - ext_u), 0), min(int(cu + ext_u) + 2, W)):
+                    if part[i, v, u] != 0:
+                        continue
+                    du, dv = u - cu, v - cv
+                    qa = (du * cs + dv * sn) * inv_a
+                    qb = (-du * sn + dv * cs) * inv_b
+                    if kind < 0.5 or kind >= 1.5:
+                        inside = abs(qa) <= 1.0 and abs(qb) <= 1.0
+                    else:
+                        inside = qa * qa + qb * qb <= 1.0
+                    if inside:
+                        sh = 0.85 + 0.15 * qa if kind < 1.5 else 1.0
+                        for c in range(3):
+                            rgb[i, v, u, c] = clutter[i, s, 7 + c] * sh
+        if gnoise > 0.0:  # sensor-like pixel noise on the background
+            for v in range(H):
+                for u in range(W):
+                    if part[i, v, u] == 0:
+                        nz_ = gnoise * (_hash(u, v, 0, seed) - 0.5)
+                        for c in range(3):
+                            rgb[i, v, u, c] += nz_
