@@ -374,3 +374,26 @@ def test_replaced_file_without_manifest_update(dataset):
         load_dataset(path)  # size differs
     with pytest.raises(DatasetError, match="side.npy.*shape"):
         load_dataset(path, verify="none")  # shape differs from the manifest
+
+
+def test_allow_fewer_keeps_the_written_prefix_and_shrinks_files(tmp_path):
+    """Converters reject samples on the fly: declare an upper bound, append, keep what came."""
+    arrays = make_arrays(n=6)
+    with DatasetWriter(tmp_path / "d", count=100, image_size=(H, W), name="x", domain="real",
+                       split="train", allow_fewer=True, root="palm", with_parts=True,
+                       extras={"subject": (np.int32, ())}) as w:
+        w.append({k: v[:2] for k, v in arrays.items()})
+        w.append({k: v[2:5] for k, v in arrays.items()})
+    d = load_dataset(tmp_path / "d", verify="full")
+    assert d.count == 5 and d.manifest["root"] == "palm"
+    for k in ("rgb", "mask", "parts", "vis", "side", "has_3d", "subject"):
+        np.testing.assert_array_equal(np.asarray(d.arrays[k]), arrays[k][:5])
+    np.testing.assert_array_equal(np.asarray(d.arrays["kp3d"]), arrays["kp3d"][:5].astype(np.float32))
+    np.testing.assert_allclose(d.depth_mm(slice(0, 5)), np.round(arrays["depth"][:5] / 0.1) * 0.1,
+                               atol=1e-3)
+    # nothing written at all: an error, and nothing left behind
+    with pytest.raises(ValueError, match="no sample was written"):
+        with DatasetWriter(tmp_path / "e", count=10, image_size=(H, W), name="x", domain="real",
+                           split="train", allow_fewer=True):
+            pass
+    assert not (tmp_path / "e").exists()

@@ -142,8 +142,11 @@ class DatasetWriter:
                  depth_scale_mm: float = DEFAULT_DEPTH_SCALE_MM,
                  extras: Mapping[str, tuple[Any, Iterable[int]]] | None = None,
                  overwrite: bool = False, with_parts: bool = False,
-                 extra: Mapping[str, Any] | None = None):
+                 extra: Mapping[str, Any] | None = None, root: str = "wrist",
+                 allow_fewer: bool = False):
         self.path = Path(path)
+        self.root = str(root)
+        self.allow_fewer = bool(allow_fewer)
         self.count = int(count)
         if self.count <= 0:
             raise ValueError(f"count must be positive, got {count}")
@@ -312,7 +315,29 @@ class DatasetWriter:
         return np.clip(units, 0, 65535).astype(np.uint16)
 
     # -- finishing
+    def _shrink_to_cursor(self) -> None:
+        """allow_fewer: keep rows [0, cursor) (all written), shrink every .npy file in place."""
+        k = self._cursor
+        if k == 0:
+            raise ValueError(f"dataset {self.path}: no sample was written; nothing was saved")
+        for key, done in self._written.items():
+            if not done[:k].all():
+                raise ValueError(f"dataset {self.path}: array {key!r} has unwritten rows below "
+                                 f"row {k}; nothing was saved")
+        if k == self.count:
+            return
+        for m in self._maps.values():
+            m.flush()
+        self._maps.clear()
+        for key, (dt, shp) in self.specs.items():
+            _truncate_npy(self._tmp / f"{key}.npy", k)
+            self._maps[key] = np.load(self._tmp / f"{key}.npy", mmap_mode="r+")
+            self._written[key] = self._written[key][:k]
+        self.count = k
+
     def _finish(self) -> None:
+        if self.allow_fewer:
+            self._shrink_to_cursor()
         for key, done in self._written.items():
             if not done.all():
                 missing = np.flatnonzero(~done)
@@ -358,7 +383,7 @@ class DatasetWriter:
             "units": {"kp3d": "mm", "depth": "mm", "kp2d": "px"},
             "depth_scale_mm": self.depth_scale_mm,
             "joint_order": list(JOINT_NAMES),
-            "root": "wrist",
+            "root": self.root,
             "camera": "opencv",
             "source": self.source,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -367,6 +392,30 @@ class DatasetWriter:
             "extra": self.extra,
         }
         _io.atomic_write_json(self._tmp / MANIFEST, manifest)
+
+
+def _truncate_npy(path: Path, rows: int) -> None:
+    """Shrink a C-ordered .npy file to its first `rows` rows in place: the header is rewritten
+    with the new shape, padded with spaces to its old length (allowed by the format), and the
+    file is truncated after the last kept row."""
+    with open(path, "r+b") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read(fh)
+        data_offset = fh.tell()
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays cannot be truncated by rows")
+        new_shape = (rows,) + tuple(shape[1:])
+        text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+            np.lib.format.dtype_to_descr(dtype), new_shape)
+        len_bytes = 2 if version == (1, 0) else 4
+        room = data_offset - 6 - 2 - len_bytes
+        if len(text) + 1 > room:
+            raise ValueError(f"{path}: new .npy header does not fit")  # cannot happen: shorter
+        fh.seek(6 + 2 + len_bytes)
+        fh.write((text + " " * (room - len(text) - 1) + "\n").encode("latin1"))
+        fh.truncate(data_offset + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
 
 
 def write_dataset(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, name: str,
