@@ -5,7 +5,7 @@ import argparse
 import ast
 import json
 
-CLI_HELP = "make synthetic datasets (synth) and inspect/verify datasets (info)"
+CLI_HELP = "make synthetic datasets (synth), convert real ones (convert), verify (info)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                    help="change a DomainStyle knob, e.g. --set 'distance_mm=(600, 900)'")
     s.add_argument("--no-reuse", action="store_true", help="regenerate even if identical")
+    c = sub.add_parser("convert", help="convert a real dataset (rhd, stb, freihand, ho3d, "
+                       "dexter_object) into the workbook format",
+                       description="Convert a raw benchmark dataset; see data_recipes/README.md.")
+    c.add_argument("dataset", help="rhd | stb | freihand | ho3d | dexter_object")
+    c.add_argument("--src", required=True, help="raw dataset root (see data_recipes/README.md)")
+    c.add_argument("--out", required=True, help="output folder; splits go to OUT/<split>")
+    c.add_argument("--splits", default="", help="comma list (default: all standard splits)")
+    c.add_argument("--size", type=int, default=128, help="square crop size, px")
+    c.add_argument("--margin", type=float, default=1.5, help="crop side / keypoint extent")
+    c.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
+    c.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe option, e.g. --opt root=wrist (stb)")
     i = sub.add_parser("info", help="summarise and verify a dataset directory")
     i.add_argument("path")
     i.add_argument("--verify", choices=("none", "size", "full"), default="full")
@@ -39,6 +51,19 @@ def _knob(text: str) -> tuple[str, object]:
 def cli_main(args: argparse.Namespace, argv=None) -> int:
     from .format import DatasetError, dataset_summary, load_dataset
 
+    if args.data_command == "convert":
+        from ..recipes import RawDataError, convert_dataset
+        try:
+            rep = convert_dataset(args.dataset, args.src, args.out,
+                                  splits=[s for s in args.splits.split(",") if s] or None,
+                                  size=args.size, margin=args.margin,
+                                  workers=args.workers or None,
+                                  options=dict(_knob(o) for o in args.opt))
+        except (RawDataError, ValueError) as e:
+            print(f"weakhand data convert: {e}")
+            return 1
+        print(json.dumps(rep, indent=2))
+        return 0
     if args.data_command == "synth":
         from ..synth.dataset import make_dataset
         from ..synth.domains import make_style

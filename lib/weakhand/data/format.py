@@ -260,6 +260,11 @@ class DatasetWriter:
             self._written[k][start:start + n] = True
         self._cursor = max(self._cursor, start + n)
 
+    @property
+    def rows_written(self) -> int:
+        """One past the highest row written so far (the count kept by allow_fewer)."""
+        return self._cursor
+
     def append(self, batch: Mapping[str, np.ndarray]) -> int:
         """Write `batch` after the last row written so far; returns the start row used."""
         start = self._cursor

@@ -208,8 +208,13 @@ def _lights(rng, style, n: int) -> np.ndarray:
 
 
 def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: int,
-                   pool: anatomy.Subjects | None = None, with_3d: bool = True) -> dict:
+                   pool: anatomy.Subjects | None = None, with_3d: bool = True,
+                   K_full: np.ndarray | None = None, full_frame: bool = False) -> dict:
     """Generate `n` labelled crops of `size`×`size` pixels.
+
+    `K_full` (3,3) or (n,3,3) replaces the style's sampled full-frame intrinsics; with
+    `full_frame=True` the whole `style.image_wh` frame is rendered instead of a crop (used to
+    write test fixtures in the raw formats of real datasets; `size` is then ignored).
 
     Returns a dict of arrays: rgb (n,S,S,3) uint8, depth (n,S,S) float32 mm (0 = missing),
     mask (n,S,S) uint8, parts (n,S,S) uint8, kp2d (n,21,2) float32 crop px, kp3d (n,21,3)
@@ -240,9 +245,12 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     fy = fx * rng.uniform(0.997, 1.003, n)
     cx = (W - 1) / 2 + rng.uniform(-1, 1, n) * style.principal_jitter_px
     cy = (H - 1) / 2 + rng.uniform(-1, 1, n) * style.principal_jitter_px
-    K_full = np.zeros((n, 3, 3))
-    K_full[:, 0, 0], K_full[:, 1, 1], K_full[:, 0, 2], K_full[:, 1, 2] = fx, fy, cx, cy
-    K_full[:, 2, 2] = 1.0
+    if K_full is None:
+        K_full = np.zeros((n, 3, 3))
+        K_full[:, 0, 0], K_full[:, 1, 1], K_full[:, 0, 2], K_full[:, 1, 2] = fx, fy, cx, cy
+        K_full[:, 2, 2] = 1.0
+    else:
+        K_full = np.broadcast_to(np.asarray(K_full, np.float64), (n, 3, 3)).copy()
 
     # pose the hand: rotation about its centroid, centroid at a random pixel and distance
     R = _viewpoints(rng, style, n)
@@ -268,20 +276,24 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     side_px = (hi - lo).max(1) * rng.uniform(*style.crop_margin, n)
     ctr = (lo + hi) / 2 + rng.uniform(-1, 1, (n, 2)) * style.crop_jitter * side_px[:, None]
     box = np.concatenate([ctr - side_px[:, None] / 2, ctr + side_px[:, None] / 2], 1)
-    K = camera.crop_K(K_full, box, (size, size))
+    if full_frame:
+        (ow, oh), box = style.image_wh, np.tile([0.0, 0.0, *style.image_wh], (n, 1))
+    else:
+        ow = oh = size
+    K = camera.crop_K(K_full, box, (ow, oh))
     cam = np.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]], 1)
 
-    depth = np.empty((n, size, size), np.float32)
-    parts = np.empty((n, size, size), np.uint8)
-    normal = _workspace("normal", (n, size, size, 3))
+    depth = np.empty((n, oh, ow), np.float32)
+    parts = np.empty((n, oh, ow), np.uint8)
+    normal = _workspace("normal", (n, oh, ow, 3))
     raycast.cast_capsules(caps_cam, cap_parts, ncaps, cam, depth, parts, normal)
     hit_depth = depth.copy()
 
     # visibility: the surface seen at the joint's pixel is not well in front of the joint
     kp2d = camera.project(K, kp_cam)
     pix = np.rint(kp2d).astype(np.int64)
-    in_crop = (pix >= 0).all(-1) & (pix < size).all(-1)
-    pc = np.clip(pix, 0, size - 1)
+    in_crop = (pix >= 0).all(-1) & (pix < [ow, oh]).all(-1)
+    pc = np.clip(pix, 0, [ow - 1, oh - 1])
     seen = hit_depth[np.arange(n)[:, None], pc[..., 1], pc[..., 0]]
     label = parts[np.arange(n)[:, None], pc[..., 1], pc[..., 0]]
     vis = (in_crop & (seen > 0) & (seen >= kp_cam[..., 2] - joint_r - 4.0)
@@ -289,10 +301,10 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
 
     # shading and background
     center_ray = np.einsum("nij,nj->ni", np.linalg.inv(K),
-                           np.stack([np.full(n, (size - 1) / 2), np.full(n, (size - 1) / 2),
+                           np.stack([np.full(n, (ow - 1) / 2), np.full(n, (oh - 1) / 2),
                                      np.ones(n)], 1))
-    bg_colors, clutter, ncl, plane = _background(rng, style, n, size, T[:, 2], center_ray)
-    rgbf = _workspace("rgbf", (n, size, size, 3))
+    bg_colors, clutter, ncl, plane = _background(rng, style, n, max(ow, oh), T[:, 2], center_ray)
+    rgbf = _workspace("rgbf", (n, oh, ow, 3))
     seeds = rng.integers(0, 2**31 - 1, n)
     raycast.shade(depth, parts, normal, cam, _palette(rng, subj.skin, n), _lights(rng, style, n),
                   bg_colors, clutter, ncl, plane, seeds, rgbf)
