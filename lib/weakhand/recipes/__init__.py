@@ -30,3 +30,53 @@ def convert_dataset(name: str, src, out, **kw) -> dict:
 
 __all__ = ["Candidate", "RawDataError", "RawLayoutError", "Reject", "Requirement", "RECIPES",
            "check_layout", "convert", "convert_dataset", "get_recipe"]
+
+
+def parse_sources(spec: str) -> dict[str, str]:
+    """"rhd:/data/RHD_published_v2; stb:/data/STB" -> {"rhd": ..., "stb": ...} (validated).
+
+    NAME=PATH is accepted too (but not in notebook parameter defaults: papermill drops
+    parameter lines with a second '=')."""
+    out = {}
+    for part in (p.strip() for p in spec.replace("\n", ";").split(";")):
+        if not part:
+            continue
+        cut = min((i for i in (part.find(":"), part.find("=")) if i > 0), default=-1)
+        if cut < 0 or not part[cut + 1:].strip():
+            raise ValueError(f"expected NAME:PATH, got {part!r}")
+        name, path = part[:cut].strip(), part[cut + 1:]
+        if name not in RECIPES:
+            raise ValueError(f"unknown dataset {name!r}; recipes: {sorted(RECIPES)}")
+        out[name] = path.strip()
+    return out
+
+
+def convert_sources(spec: str, data_dir, size: int = 128, reuse: bool = True,
+                    **kw) -> list[dict]:
+    """Convert every `NAME=PATH` of `spec` into data_dir/NAME/<split> (notebook 00's hook).
+
+    With reuse, a dataset already converted from the same source folder, size and options is
+    kept. Returns one row per written split: dataset, split, count, rejected, path.
+    """
+    import json
+    from pathlib import Path
+
+    rows = []
+    for name, src in parse_sources(spec).items():
+        out = Path(data_dir) / name
+        manifests = sorted(out.glob("*/manifest.json"))
+        same = bool(manifests) and all(
+            (m := json.loads(p.read_text())["source"]).get("src") == str(Path(src).resolve())
+            and m.get("size") == size for p in manifests)
+        if reuse and same:
+            for p in manifests:
+                man = json.loads(p.read_text())
+                rows.append({"dataset": name, "split": man["split"], "count": man["count"],
+                             "rejected": "(reused)", "path": str(p.parent)})
+            continue
+        rep = convert_dataset(name, src, out, size=size, **kw)
+        for split, r in rep.items():
+            if split != "seconds":
+                rows.append({"dataset": name, "split": split, "count": r["written"],
+                             "rejected": sum(r["rejected"].values()), "path": str(out / split)})
+    return rows
