@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from weakhand import skeleton as sk
-from weakhand.recipes.base import (Candidate, RawDataError, Requirement, expect_shape, read_image,
-                                   read_pickle)
+from weakhand.recipes.base import (Candidate, RawDataError, RawLayoutError, Requirement,
+                                   expect_shape, read_image, read_pickle)
 
 NAME = "rhd"
 SPLITS = ("train", "eval")
@@ -144,6 +144,14 @@ def candidates(src: Path, split: str, options: dict) -> list[Candidate]:
     root = Path(src) / s
     anno = load_annotations(root / f"anno_{s}.pickle")
     names = [f"{sid:05d}.png" for sid, *_ in anno]
+    # every image of every annotated sample, listed all at once before any decoding
+    missing = [p for n in names for p in (root / "color" / n, root / "depth" / n, root / "mask" / n)
+               if not os.path.isfile(p)]
+    if missing:
+        shown = "\n".join(f"  {p}" for p in missing[:20])
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise RawLayoutError(f"{NAME}/{split}: {len(missing)} image file(s) of samples annotated "
+                             f"in {root / f'anno_{s}.pickle'} are missing:\n{shown}{more}")
     if rule == "area":
         # the choice needs each mask (about 0.3 ms each; threads: cv2 releases the GIL)
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as ex:

@@ -399,3 +399,21 @@ def test_corrupt_depth_png(raw, tmp_path):
     p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     msg = _fails(src, tmp_path)
     assert str(p) in msg and "decode" in msg
+
+
+def test_bounding_box_order_guard(raw, tmp_path):
+    """handBoundingBox order is [U]: boxes far from the root in most eval frames stop the run."""
+    src = _copy(raw, tmp_path)
+    for p in (src / "evaluation").glob("*/meta/*.pkl"):
+        meta = pickle.loads(p.read_bytes(), encoding="latin1")
+        meta["handBoundingBox"] = np.asarray(meta["handBoundingBox"]) + [400.0, 0.0, 400.0, 0.0]
+        write_meta(p, meta)
+    msg = _fails(src, tmp_path, match="handBoundingBox")
+    assert "3 of 3" in msg
+    # and a box that is not [x1, y1, x2, y2] at all
+    p = src / "evaluation" / "SM1" / "meta" / "0000.pkl"
+    meta = pickle.loads(p.read_bytes())
+    meta["handBoundingBox"] = np.array([300.0, 200.0, 120.0, 140.0])  # x, y, w, h
+    write_meta(p, meta)
+    msg = _fails(src, tmp_path)
+    assert str(p) in msg and "x2 > x1" in msg

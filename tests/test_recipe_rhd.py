@@ -481,6 +481,15 @@ def test_corrupt_or_missing_png(raw, tmp_path, folder, how):
     assert str(p) in msg
 
 
+def test_missing_images_are_all_listed_before_decoding(raw, tmp_path):
+    src = _copy(raw, tmp_path)
+    gone = [src / "training" / "depth" / "00001.png", src / "training" / "color" / "00003.png"]
+    for p in gone:
+        p.unlink()
+    msg = _fails(src, tmp_path, RawLayoutError)
+    assert "2 image file(s)" in msg and all(str(p) in msg for p in gone)
+
+
 def test_mask_of_wrong_kind(raw, tmp_path):
     src = _copy(raw, tmp_path)
     p = src / "training" / "mask" / "00001.png"

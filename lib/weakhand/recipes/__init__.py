@@ -65,9 +65,10 @@ def convert_sources(spec: str, data_dir, size: int = 128, reuse: bool = True,
     for name, src in parse_sources(spec).items():
         out = Path(data_dir) / name
         manifests = sorted(out.glob("*/manifest.json"))
+        want = {**get_recipe(name).OPTIONS, **kw.get("options", {})}
         same = bool(manifests) and all(
             (m := json.loads(p.read_text())["source"]).get("src") == str(Path(src).resolve())
-            and m.get("size") == size for p in manifests)
+            and m.get("size") == size and m.get("options") == want for p in manifests)
         if reuse and same:
             for p in manifests:
                 man = json.loads(p.read_text())

@@ -225,7 +225,8 @@ def mask_from_depth(depth_mm: np.ndarray, kp2d: np.ndarray, kp3d_z: np.ndarray,
     h, w = depth_mm.shape
     zmin, zmax = np.nanmin(kp3d_z) - slack_mm, np.nanmax(kp3d_z) + slack_mm
     if radius_px is None:
-        radius_px = 0.12 * float(np.nanmax(np.ptp(kp2d, axis=0)))
+        p = kp2d[np.isfinite(kp2d).all(1)]
+        radius_px = 0.12 * float(np.ptp(p, axis=0).max()) if len(p) >= 2 else 0.0
     near = np.zeros((h, w), np.uint8)
     for a, b in sk.BONES:  # 20 line draws per sample, not a per-pixel loop
         pa, pb = kp2d[a], kp2d[b]
@@ -358,8 +359,10 @@ def process_candidate(c: Candidate, size: int, margin: float,
         mask_c = np.zeros((size, size), np.uint8)
     kp2d_c = (camera.apply_homography(A, kp2d) if has2 else np.full((21, 2), np.nan))
     if has3 and has_depth:
-        pix = np.rint(kp2d_c).astype(np.int64)
-        ok = vis & np.isfinite(kp3d).all(1) & (pix >= 0).all(1) & (pix < size).all(1)
+        fin = np.isfinite(kp2d_c).all(1)
+        pix = np.zeros((21, 2), np.int64)
+        pix[fin] = np.rint(kp2d_c[fin])
+        ok = fin & vis & np.isfinite(kp3d).all(1) & (pix >= 0).all(1) & (pix < size).all(1)
         if ok.any():
             d = depth_c[pix[ok, 1], pix[ok, 0]]
             gap = (kp3d[ok, 2] - d)[d > 0]
@@ -405,6 +408,8 @@ def _worker(args):
         return process_candidate(c, size, margin)
     except RawDataError as e:
         return e
+    except Exception as e:  # keep the sample's identity in whatever went wrong
+        return RawDataError(f"{c.key}: {type(e).__name__}: {e}")
 
 
 def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
@@ -435,7 +440,7 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
     protocol = recipe.protocol(options)
     with _io.atomic_directory(out, overwrite=True) as tmp:
         for split in splits:
-            cands = recipe.candidates(src, split, options)
+            cands = recipe.candidates(src, split, {**options, "size": size, "margin": margin})
             if not cands:
                 raise RawDataError(f"{recipe.NAME}/{split}: no samples found under {src}")
             rejects: Counter = Counter()
