@@ -324,9 +324,15 @@ def process_candidate(c: Candidate, size: int, margin: float,
         raise RawDataError(f"{c.key}: no 2D keypoints and no box to crop around")
     A = camera.crop_transform(box, (size, size))
     K_crop = A @ K
-    rgb_c = cv2.warpAffine(rgb, A[:2], (size, size), flags=cv2.INTER_AREA
-                           if (box[2] - box[0]) > size else cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT)
+    k = int(np.ceil((box[2] - box[0]) / size))
+    if k > 1:  # warpAffine has no area filter: warp to k×size, then box-filter down
+        big = cv2.warpAffine(rgb, camera.crop_transform(box, (k * size, k * size))[:2],
+                             (k * size, k * size), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT)
+        rgb_c = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+    else:
+        rgb_c = cv2.warpAffine(rgb, A[:2], (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT)
     depth_c = np.zeros((size, size), np.float32)
     has_depth = False
     depth_full = None
@@ -346,7 +352,8 @@ def process_candidate(c: Candidate, size: int, margin: float,
     if c.mask is not None:
         m = read_image(c.mask, cv2.IMREAD_GRAYSCALE)
         if m.shape != (H, W):
-            m = cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST)
+            raise RawDataError(f"{c.mask}: mask size {m.shape} differs from the colour image "
+                               f"{(H, W)}")
         if c.mask_codec and c.mask_codec.startswith("labels:"):
             lo, hi = (int(x) for x in c.mask_codec[7:].split("-"))
             m = ((m >= lo) & (m <= hi)).astype(np.uint8)
@@ -438,20 +445,28 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
     extras = {"raw_index": (np.int64, ()), "group": (np.int32, ()),
               "crop_box": (np.float32, (4,))}
     protocol = recipe.protocol(options)
+    # parse every split's annotations before decoding any image: a broken file in the last
+    # split should not surface after minutes of work on the first
+    all_cands, groups = {}, {}
+    for split in splits:
+        all_cands[split] = recipe.candidates(src, split, {**options, "size": size,
+                                                          "margin": margin, "splits": splits})
+        groups[split] = list(getattr(recipe, "groups", lambda: [])())  # names of group ids
+    for split, cands in all_cands.items():
+        if not cands:
+            raise RawDataError(f"{recipe.NAME}/{split}: no samples found under {src}")
     with _io.atomic_directory(out, overwrite=True) as tmp:
         for split in splits:
-            cands = recipe.candidates(src, split, {**options, "size": size, "margin": margin})
-            if not cands:
-                raise RawDataError(f"{recipe.NAME}/{split}: no samples found under {src}")
+            cands = all_cands[split]
             rejects: Counter = Counter()
+            rejected_keys: dict[str, list] = {}
             source = {"kind": "converted", "dataset": recipe.NAME,
                       "recipe": f"data_recipes.{recipe.NAME}", "src": str(src.resolve()),
                       "split": split, "options": options, "size": size, "margin": margin}
             with DatasetWriter(tmp / split, count=len(cands), image_size=(size, size),
                                name=recipe.NAME, domain=recipe.NAME, split=split, source=source,
                                extras=extras, allow_fewer=True, root=protocol["root"],
-                               extra={"protocol": protocol,
-                                      "groups": getattr(recipe, "groups", lambda: [])()}) as w:
+                               extra={"protocol": protocol, "groups": groups[split]}) as w:
                 jobs = [(c, size, margin) for c in cands]
                 bar = progress(total=len(jobs), desc=f"{recipe.NAME}/{split}", unit="img",
                                disable=not show_progress)
@@ -459,9 +474,9 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
                     ctx = mp.get_context("spawn")
                     with ctx.Pool(workers) as pool:
                         results = pool.imap(_worker, jobs, chunksize=16)
-                        _collect(results, w, rejects, bar)
+                        _collect(results, w, rejects, rejected_keys, bar)
                 else:
-                    _collect(map(_worker, jobs), w, rejects, bar)
+                    _collect(map(_worker, jobs), w, rejects, rejected_keys, bar)
                 bar.close()
                 if w.rows_written == 0:
                     raise RawDataError(f"{recipe.NAME}/{split}: every sample was rejected: "
@@ -469,13 +484,15 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
                 written = w.rows_written
             report[split] = {"candidates": len(cands), "written": written,
                              "rejected": dict(rejects)}
+            _io.atomic_write_json(tmp / split / "rejects.json",
+                                  {**report[split], "examples": rejected_keys})
             log(f"{recipe.NAME}/{split}: {written} written of {len(cands)}"
                 + (f"; rejected: {dict(rejects)}" if rejects else ""))
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
 
 
-def _collect(results, writer, rejects: Counter, bar) -> None:
+def _collect(results, writer, rejects: Counter, rejected_keys: dict, bar) -> None:
     batch: list[dict] = []
 
     def flush():
@@ -489,6 +506,9 @@ def _collect(results, writer, rejects: Counter, bar) -> None:
             raise r
         if isinstance(r, Reject):
             rejects[r.reason] += 1
+            keys = rejected_keys.setdefault(r.reason, [])
+            if len(keys) < 50:  # the first few raw ids per reason, for inspection
+                keys.append(r.key)
             continue
         batch.append(r)
         if len(batch) >= 64:
