@@ -107,3 +107,22 @@ def test_samples_failing_validation_are_rejected_with_a_reason(tmp_path):
     assert rep["train"]["written"] == 1
     assert rep["train"]["rejected"] == {
         "kp3d projected with K misses kp2d by more than 1 px": 1, "implausible bone lengths": 1}
+
+
+def test_parallel_conversion_matches_serial(tmp_path):
+    """The multi-process path (spawned workers, >= 64 samples) writes the same dataset."""
+    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    cands = []
+    for i in range(70):
+        c = _toy_sample(tmp_path, f"s{i}.png", K)
+        c.kp3d = c.kp3d + [i * 0.5, 0, 0]
+        cands.append(c)
+    serial = base.convert(_toy_recipe({"train": cands}), tmp_path, tmp_path / "a", size=32,
+                          workers=1, show_progress=False, log=lambda s: None)
+    par = base.convert(_toy_recipe({"train": cands}), tmp_path, tmp_path / "b", size=32,
+                       workers=2, show_progress=False, log=lambda s: None)
+    assert serial["train"]["written"] == par["train"]["written"] == 70
+    from weakhand.data import load_dataset
+    a, b = load_dataset(tmp_path / "a" / "train"), load_dataset(tmp_path / "b" / "train")
+    for k in ("rgb", "kp3d", "kp2d", "K"):
+        np.testing.assert_array_equal(np.asarray(a.arrays[k]), np.asarray(b.arrays[k]))
