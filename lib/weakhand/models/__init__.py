@@ -1,0 +1,25 @@
+"""Network models: Cai et al. (ECCV'18) 2D CPM, depth regression and depth regulariser, plus
+the depth normalisation / 2.5D -> 3D geometry they share."""
+from __future__ import annotations
+
+from torch import nn
+
+from .depth_regression import DepthRegressionNet
+from .depth_regularizer import DepthRegularizer, regularizer_input
+from .hand_geometry import (denormalize_joint_depth, normalize_depth_map, normalize_joint_depth,
+                            reconstruct_3d, root_relative_depth)
+from .pose2d import (DEFAULT_BETA, DEFAULT_SIGMA, Encoder, Pose2DNet, gaussian_heatmaps, heatmap_to_input,
+                     input_to_heatmap, soft_argmax)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of scalar parameters (only those with requires_grad unless trainable_only=False)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = [
+    "DEFAULT_BETA", "DEFAULT_SIGMA", "DepthRegressionNet", "DepthRegularizer", "Encoder", "Pose2DNet",
+    "count_parameters", "denormalize_joint_depth", "gaussian_heatmaps", "heatmap_to_input",
+    "input_to_heatmap", "normalize_depth_map", "normalize_joint_depth", "reconstruct_3d",
+    "regularizer_input", "root_relative_depth", "soft_argmax",
+]
