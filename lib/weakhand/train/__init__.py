@@ -1,0 +1,21 @@
+"""Training engine shared by the training notebooks (one loop, no per-notebook copies).
+
+::
+
+    from weakhand.train import Trainer, checkpoint_info, load_checkpoint
+    trainer = Trainer(model, optimizer, loss_fn, run_dir=cfg.run_dir, name="hand2d",
+                      max_steps=cfg.max_steps, device=cfg.device, seed=cfg.seed, config=cfg)
+    history = trainer.fit(train_loader, resume=True)
+    trainer.loss_figure()
+
+See :mod:`weakhand.train.engine` (loop, logging, exact resume) and
+:mod:`weakhand.train.checkpoint` (file format, loading helpers).
+"""
+from .checkpoint import (CheckpointError, CheckpointNotFoundError, checkpoint_info,
+                         load_checkpoint, read_checkpoint)
+from .engine import (BEST_FILE, LAST_FILE, LOG_FILE, NonFiniteLossError, Trainer, loss_figure,
+                     read_history, seed_everything, to_device)
+
+__all__ = ["Trainer", "NonFiniteLossError", "CheckpointError", "CheckpointNotFoundError",
+           "checkpoint_info", "load_checkpoint", "read_checkpoint", "read_history", "loss_figure",
+           "seed_everything", "to_device", "LOG_FILE", "LAST_FILE", "BEST_FILE"]

@@ -1,0 +1,784 @@
+"""The training loop shared by every training notebook.
+
+::
+
+    trainer = Trainer(model, optimizer, loss_fn, run_dir=cfg.run_dir, name="hand2d",
+                      max_steps=cfg.max_steps, device=cfg.device, seed=cfg.seed,
+                      val_fn=validate, val_every=200, best_metric="val_mpjpe", config=cfg)
+    history = trainer.fit(train_loader, resume=True)   # continues a killed run exactly
+    trainer.loss_figure()
+
+Everything a run produces lives in ``<run_dir>/<name>/``: ``last.pt`` (newest checkpoint),
+``best.pt`` (best validation metric so far) and ``metrics.jsonl`` (one JSON object per line:
+``kind`` "train" every `log_every` steps, "val" per validation, "start"/"resume"/"error" events).
+
+Step numbering: ``trainer.step`` counts completed optimizer updates; "step k" is the k-th
+update (1-based), a checkpoint "at step k" holds the weights after k updates.
+
+Exact resume: a checkpoint stores the data position (epoch, batches consumed in that epoch), the
+RNG states at the start of that epoch (global torch/NumPy/Python and every ``torch.Generator``
+attached to the loader) and the RNG states at save time. ``fit(resume=True)`` re-opens the epoch
+under the epoch-start states, skips the consumed batches (without loading them for a
+single-process DataLoader over a map-style dataset) and then restores the save-time states, so the
+continued run sees the same batches and random draws (dropout, augmentation) as an uninterrupted
+one. Requirements: the loader's order depends only on its seeded generator / ``set_epoch`` (a
+``shuffle=True`` DataLoader, :class:`~weakhand.data.torch_data.MixedBatchSampler`, ...), and
+``persistent_workers=False`` (the default).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from .. import __version__
+from ..data.torch_data import set_loader_epoch
+from ..io import atomic_write_text
+from ..profiles import resolve_device
+from ..progress import progress
+from . import checkpoint as ck
+
+LOG_FILE = "metrics.jsonl"
+LAST_FILE = "last.pt"
+BEST_FILE = "best.pt"
+
+#: keys of log records that are not loss terms / validation metrics
+RECORD_KEYS = frozenset({"kind", "step", "epoch", "time", "elapsed_s", "images_per_s", "lr",
+                         "grad_norm", "val_s", "steps", "resumed_from", "terms", "message"})
+
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "to_device", "read_history",
+           "loss_figure", "LOG_FILE", "LAST_FILE", "BEST_FILE"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term (or the gradient norm, or a weight) became NaN/inf; training stopped.
+
+    Attributes: ``step`` (the 1-based update that failed), ``epoch``, ``terms`` (names of the
+    non-finite quantities), ``values`` (every loss term's value at that step), ``checkpoint``
+    (the last good checkpoint, left untouched, or None).
+    """
+
+    def __init__(self, message: str, *, step: int, epoch: int, terms: list[str],
+                 values: dict[str, float], checkpoint: Path | None):
+        super().__init__(message)
+        self.step, self.epoch, self.terms = step, epoch, list(terms)
+        self.values, self.checkpoint = dict(values), checkpoint
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's `random`, NumPy's global RNG and torch (CPU and every CUDA device)."""
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(obj: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
+    """Move every tensor in a (nested) dict / list / tuple / namedtuple to `device`."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(to_device(v, device, non_blocking) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device, non_blocking) for v in obj)
+    return obj
+
+
+def _batch_size(batch: Any) -> int:
+    """Leading dimension of the batch ("image" when present, else the first tensor found)."""
+    if isinstance(batch, Mapping) and isinstance(batch.get("image"), torch.Tensor):
+        return int(batch["image"].shape[0]) if batch["image"].ndim else 1
+    stack = [batch]
+    while stack:
+        x = stack.pop(0)
+        if isinstance(x, torch.Tensor):
+            return int(x.shape[0]) if x.ndim else 1
+        if isinstance(x, Mapping):
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+    return 0
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """Every distinct torch.Generator that drives the loader's order / worker seeds."""
+    found: list[torch.Generator] = []
+    cands = [getattr(loader, "generator", None)]
+    for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        cands.append(getattr(obj, "generator", None))
+        cands.append(getattr(getattr(obj, "sampler", None), "generator", None))
+    for g in cands:
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
+def _set_epoch(loader: Any, epoch: int) -> None:
+    if isinstance(loader, DataLoader):
+        set_loader_epoch(loader, epoch)
+    elif hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+
+
+def _jsonable(obj: Any) -> Any:
+    """A JSON-safe deep copy (NumPy scalars -> numbers, Paths and unknown objects -> str)."""
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, torch.Tensor):
+            return o.tolist()
+        if isinstance(o, Mapping):
+            return dict(o)
+        if isinstance(o, (set, frozenset)):
+            return sorted(o, key=str)
+        return str(o)
+    return json.loads(json.dumps(obj, default=default))
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+# --------------------------------------------------------------------------------------------
+# metrics log
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:  # the last line may be cut by a kill; anything else is odd
+                warnings.warn(f"{path}:{i + 1}: unparseable log line skipped", stacklevel=3)
+    return out
+
+
+def read_history(path: str | Path) -> dict[str, Any]:
+    """Metrics of a run as lists: `path` is a trainer folder or its ``metrics.jsonl``.
+
+    Returns ``{"train": {"step": [...], "epoch": [...], "elapsed_s": [...],
+    "images_per_s": [...], "lr": [...], "grad_norm": [...], <term>: [...]},
+    "val": {"step": [...], "epoch": [...], <metric>: [...]}, "loss_terms": [...],
+    "val_metrics": [...]}``; lists within "train" (and within "val") are aligned, a value missing
+    from a record is None.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / LOG_FILE
+    records = _read_records(path)
+    out: dict[str, Any] = {"train": {}, "val": {}, "loss_terms": [], "val_metrics": []}
+    base = {"train": ["step", "epoch", "elapsed_s", "images_per_s", "lr", "grad_norm"],
+            "val": ["step", "epoch", "elapsed_s", "val_s"]}
+    for kind, names_key in (("train", "loss_terms"), ("val", "val_metrics")):
+        recs = [r for r in records if r.get("kind") == kind]
+        names: list[str] = []
+        for r in recs:
+            names += [k for k in r if k not in RECORD_KEYS and k not in names]
+        out[names_key] = names
+        cols = [c for c in base[kind] if any(c in r for r in recs)] or ["step", "epoch"]
+        out[kind] = {c: [r.get(c) for r in recs] for c in cols + names}
+    return out
+
+
+def loss_figure(history: Mapping[str, Any] | str | Path, title: str | None = None,
+                log_y: bool = False):
+    """Plotly figure of the training loss terms (left axis) and validation metrics (right axis).
+
+    `history` is :meth:`Trainer.history`'s / :func:`read_history`'s dict, or a trainer folder /
+    metrics file. One trace per loss term (solid) and per validation metric (dashed, named
+    ``val/<metric>``).
+    """
+    import plotly.graph_objects as go
+
+    if not isinstance(history, Mapping):
+        history = read_history(history)
+    train, val = history.get("train", {}), history.get("val", {})
+    fig = go.Figure()
+    for term in history.get("loss_terms", []):
+        fig.add_trace(go.Scatter(x=train["step"], y=train[term], name=term, mode="lines",
+                                 legendgroup="train", yaxis="y"))
+    metrics = history.get("val_metrics", [])
+    for m in metrics:
+        fig.add_trace(go.Scatter(x=val["step"], y=val[m], name=f"val/{m}", mode="lines+markers",
+                                 line=dict(dash="dash"), legendgroup="val", yaxis="y2"))
+    layout: dict[str, Any] = dict(
+        title=title, xaxis=dict(title="step"),
+        yaxis=dict(title="training loss", type="log" if log_y else "linear"),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), height=380,
+        margin=dict(l=60, r=60, t=70 if title else 40, b=40))
+    if metrics:
+        layout["yaxis2"] = dict(title="validation", overlaying="y", side="right", showgrid=False)
+    fig.update_layout(**layout)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer
+
+LossFn = Callable[[Any, Any], Mapping[str, Any]]
+StepFn = Callable[[nn.Module, Any], Mapping[str, Any]]
+
+
+class Trainer:
+    """Seeded, resumable training loop with logging, validation and best-model tracking.
+
+    Model and loss (exactly one of `loss_fn` / `step_fn`):
+
+    - ``loss_fn(batch, outputs) -> {"loss": tensor, <term>: tensor, ...}`` with
+      ``outputs = model(batch)`` (the batch already on the device);
+    - ``step_fn(model, batch) -> {"loss": ..., ...}`` does the forward pass itself (needed when
+      `model` is a dict of modules; it then receives them as an ``nn.ModuleDict``).
+
+    ``"loss"`` is what gets back-propagated; every other term is only logged. Terms must be
+    scalars; the names in ``RECORD_KEYS`` ("lr", "step", ...) are reserved.
+
+    One optimizer covers all trained parameters; `scheduler` (optional) is stepped after every
+    update, except ``ReduceLROnPlateau`` which is stepped after each validation with
+    `best_metric` (or the first metric). `grad_clip` clips the global gradient L2 norm.
+
+    `device`: "auto" | "cpu" | "cuda[:N]" (see :func:`weakhand.profiles.resolve_device`; "cuda"
+    without a GPU raises RuntimeError). The model(s) are moved there. `amp`: None = on for CUDA,
+    off for CPU; True on CPU is an error. AMP uses ``torch.autocast`` with `amp_dtype`
+    ("float16" with a GradScaler, or "bfloat16" without one).
+
+    `val_fn() -> {metric: float}` runs every `val_every` steps and after the last step, with the
+    model(s) in eval mode under ``torch.no_grad()`` (training modes restored afterwards).
+    `best_metric` (a key of val_fn's dict) with `best_mode` "min"/"max" selects ``best.pt``.
+
+    `log_every`: steps per "train" log record (values are means over those steps).
+    `ckpt_every`: steps per ``last.pt`` (None: ``max(1, min(1000, max_steps // 10))``); a
+    checkpoint is always written after the last step. `config`: the notebook's configuration
+    (e.g. the profiles Config), stored JSON-safe in every checkpoint.
+    """
+
+    def __init__(self, model: nn.Module | Mapping[str, nn.Module], optimizer: torch.optim.Optimizer,
+                 loss_fn: LossFn | None = None, *, run_dir: str | Path, max_steps: int,
+                 name: str = "train", step_fn: StepFn | None = None, device: str = "auto",
+                 amp: bool | None = None, amp_dtype: str | torch.dtype = "float16", seed: int = 0,
+                 log_every: int = 10, val_every: int | None = None, ckpt_every: int | None = None,
+                 grad_clip: float | None = None, scheduler: Any = None,
+                 val_fn: Callable[[], Mapping[str, Any]] | None = None,
+                 best_metric: str | None = None, best_mode: str = "min",
+                 config: Mapping[str, Any] | None = None, show_progress: bool = True):
+        if (loss_fn is None) == (step_fn is None):
+            raise ValueError("give exactly one of loss_fn(batch, outputs) and step_fn(model, batch)")
+        if isinstance(model, nn.Module) and not isinstance(model, nn.ModuleDict):
+            self.models: dict[str, nn.Module] = {ck.SINGLE_MODEL_KEY: model}
+            self.model: nn.Module = model
+        elif isinstance(model, (Mapping, nn.ModuleDict)):
+            self.models = dict(model.items())
+            if not self.models or not all(isinstance(m, nn.Module) for m in self.models.values()):
+                raise TypeError("model must be an nn.Module or a non-empty dict of nn.Modules")
+            self.model = model if isinstance(model, nn.ModuleDict) else nn.ModuleDict(self.models)
+            if loss_fn is not None:
+                raise ValueError("a dict of models needs step_fn(models, batch) (loss_fn gets "
+                                 "model(batch), which a dict cannot compute)")
+        else:
+            raise TypeError(f"model must be an nn.Module or a dict of them, got {type(model).__name__}")
+        self.optimizer = optimizer
+        self.loss_fn, self.step_fn = loss_fn, step_fn
+        self.scheduler = scheduler
+        self.val_fn = val_fn
+        self.name = str(name)
+        self.dir = Path(run_dir) / self.name
+        self.seed = int(seed)
+
+        self.max_steps = int(max_steps)
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        self.log_every = max(1, int(log_every))
+        self.val_every = None if not val_every else int(val_every)
+        self.ckpt_every = (max(1, min(1000, self.max_steps // 10)) if ckpt_every is None
+                           else max(1, int(ckpt_every)))
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+
+        if best_mode not in ("min", "max"):
+            raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
+        if best_metric is not None and val_fn is None:
+            raise ValueError("best_metric needs a val_fn that returns it")
+        self.best_metric, self.best_mode = best_metric, best_mode
+
+        self.device = torch.device(resolve_device(device))
+        for m in self.models.values():
+            m.to(self.device)
+        is_cuda = self.device.type == "cuda"
+        if amp is None:
+            amp = is_cuda
+        if amp and not is_cuda:
+            raise ValueError("amp=True needs a CUDA device (AMP is only used on CUDA); pass "
+                             "amp=None to switch it on automatically when training on a GPU")
+        self.amp = bool(amp)
+        dtypes = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        self.amp_dtype = dtypes.get(amp_dtype, amp_dtype) if isinstance(amp_dtype, str) else amp_dtype
+        if self.amp_dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {amp_dtype!r}")
+        self.scaler = (torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16
+                       else None)
+        self._params = [p for g in optimizer.param_groups for p in g["params"]]
+
+        self.config = _jsonable(dict(config)) if config is not None else {}
+        self.show_progress = bool(show_progress)
+        self._reset_state()
+
+    # -- paths / settings ---------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.dir / LAST_FILE
+
+    @property
+    def best_path(self) -> Path:
+        return self.dir / BEST_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / LOG_FILE
+
+    def settings(self) -> dict[str, Any]:
+        """The trainer's own settings (stored in checkpoints next to `config`)."""
+        return _jsonable({
+            "name": self.name, "seed": self.seed, "max_steps": self.max_steps,
+            "log_every": self.log_every, "val_every": self.val_every,
+            "ckpt_every": self.ckpt_every, "grad_clip": self.grad_clip, "device": str(self.device),
+            "amp": self.amp, "amp_dtype": str(self.amp_dtype).replace("torch.", ""),
+            "best_metric": self.best_metric, "best_mode": self.best_mode,
+            "optimizer": type(self.optimizer).__name__, "optimizer_defaults": self.optimizer.defaults,
+            "scheduler": None if self.scheduler is None else type(self.scheduler).__name__,
+            "loss": getattr(self.loss_fn or self.step_fn, "__qualname__", repr(self.loss_fn or self.step_fn)),
+            "models": {k: {"class": type(m).__name__,
+                           "params": int(sum(p.numel() for p in m.parameters()))}
+                       for k, m in self.models.items()},
+        })
+
+    def _reset_state(self) -> None:
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.last_train: dict[str, Any] | None = None
+        self.last_val: dict[str, Any] | None = None
+        self._elapsed_before = 0.0
+        self._epoch_rng: dict[str, Any] | None = None
+        self._acc: dict[str, float] = {}
+        self._acc_steps = 0
+        self._acc_images = 0
+        self._t_fit = time.perf_counter()
+        self._t_interval = self._t_fit
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + (time.perf_counter() - self._t_fit)
+
+    # -- public API ----------------------------------------------------------------------------
+    def fit(self, loader: Iterable, resume: bool | str | Path = True) -> dict[str, Any]:
+        """Train until ``max_steps`` updates; returns :meth:`history`.
+
+        `loader` is iterated epoch after epoch (a DataLoader gets ``set_loader_epoch`` each
+        epoch). `resume`: True = continue from ``last.pt`` when it exists (else start fresh);
+        a path = continue from that checkpoint; False = start fresh (removes this trainer's old
+        ``last.pt``, ``best.pt`` and log). A fresh start seeds Python/NumPy/torch and every
+        ``torch.Generator`` attached to the loader from `seed`.
+        Raises :class:`NonFiniteLossError` on a NaN/inf loss term or gradient norm.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if (isinstance(loader, DataLoader) and loader.num_workers > 0
+                and loader.persistent_workers):
+            warnings.warn("persistent_workers=True: the workers keep their dataset copy across "
+                          "epochs, so set_epoch (augmentation) and exact resume do not reach "
+                          "them; use persistent_workers=False", stacklevel=2)
+        path = None
+        if isinstance(resume, (str, Path)):
+            path = Path(resume)
+        elif resume and self.last_path.exists():
+            path = self.last_path
+        it = self._restore(path, loader) if path is not None else self._fresh_start(loader)
+        if self.step >= self.max_steps:
+            return self.history()
+
+        self.model.train()
+        bar = progress(total=self.max_steps, initial=self.step, desc=self.name, unit="step",
+                       disable=not self.show_progress)
+        empty_epochs = 0
+        try:
+            while self.step < self.max_steps:
+                if it is None:
+                    it = self._open_epoch(loader)
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    empty_epochs = empty_epochs + 1 if self.batch_in_epoch == 0 else 0
+                    if empty_epochs > 1:
+                        raise ValueError("the training loader yielded no batches") from None
+                    it, self.epoch, self.batch_in_epoch = None, self.epoch + 1, 0
+                    continue
+                values = self._train_step(batch)
+                self.step += 1
+                self.batch_in_epoch += 1
+                bar.update(1)
+                bar.set_postfix({"loss": _fmt(values["loss"]), "epoch": self.epoch}, refresh=False)
+                final = self.step >= self.max_steps
+                if final or self.step % self.log_every == 0:
+                    self._log_train()
+                targets = []
+                if self.val_fn is not None and (final or (self.val_every and
+                                                          self.step % self.val_every == 0)):
+                    if self._validate():
+                        targets.append(self.best_path)
+                if final or self.step % self.ckpt_every == 0:
+                    targets.append(self.last_path)
+                if targets:
+                    self._save(targets)
+        finally:
+            bar.close()
+        return self.history()
+
+    def history(self) -> dict[str, Any]:
+        """This trainer's metrics log as lists (see :func:`read_history`)."""
+        return read_history(self.log_path)
+
+    def loss_figure(self, title: str | None = None, log_y: bool = False):
+        """:func:`loss_figure` of :meth:`history`."""
+        return loss_figure(self.history(), title=title or self.name, log_y=log_y)
+
+    def load_weights(self, which: str | Path = "best", strict: bool = True) -> dict[str, Any]:
+        """Load the weights of "best", "last" or a checkpoint path into the model(s).
+
+        Returns the checkpoint's info (:func:`~weakhand.train.checkpoint.checkpoint_info`).
+        """
+        path = {"best": self.best_path, "last": self.last_path}.get(str(which), Path(which))
+        return ck.load_checkpoint(path, self.models, strict=strict)
+
+    # -- start / resume ------------------------------------------------------------------------
+    def _fresh_start(self, loader: Iterable) -> None:
+        self._reset_state()
+        for p in (self.last_path, self.best_path, self.log_path):
+            p.unlink(missing_ok=True)
+        seed_everything(self.seed)
+        for i, g in enumerate(_loader_generators(loader)):
+            g.manual_seed(self.seed + i)
+        self._append({"kind": "start", "step": 0, "time": time.time()})
+        return None
+
+    def _restore(self, path: Path, loader: Iterable) -> Iterator | None:
+        ckpt = ck.read_checkpoint(path)
+        ck._load_models(ckpt, self.models, path, strict=True)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scheduler is not None and ckpt.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+            if self.scaler is not None and ckpt.get("scaler") is not None:
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ck.CheckpointError(f"checkpoint {path}: optimizer/scheduler state does not fit "
+                                     f"this trainer: {exc}", path) from exc
+        self._warn_config_changes(ckpt, path)
+        self._reset_state()
+        self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+        self.batch_in_epoch = int(ckpt["batch_in_epoch"])
+        best = ckpt.get("best") or {}
+        if best.get("metric") == self.best_metric and best.get("mode") == self.best_mode:
+            self.best_value, self.best_step = best.get("value"), best.get("step")
+        metrics = ckpt.get("metrics") or {}
+        self.last_train, self.last_val = metrics.get("train"), metrics.get("val")
+        self._elapsed_before = float(ckpt.get("elapsed_s") or 0.0)
+        acc = ckpt.get("log_acc") or {}
+        self._acc = dict(acc.get("sums", {}))
+        self._acc_steps, self._acc_images = int(acc.get("steps", 0)), int(acc.get("images", 0))
+
+        # the log keeps what the checkpoint has seen; later records belong to the lost work
+        kept = [r for r in _read_records(self.log_path) if int(r.get("step", 0)) <= self.step]
+        atomic_write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._append({"kind": "resume", "step": self.step, "time": time.time(),
+                      "resumed_from": str(path)})
+
+        it = None
+        if self.step < self.max_steps:
+            # re-open the epoch under its starting RNG states and skip what was consumed
+            self._epoch_rng = ckpt["epoch_rng"]
+            self._apply_epoch_rng(self._epoch_rng, loader)
+            it = self._open_epoch(loader, capture=False)
+            if not self._skip(it, loader, self.batch_in_epoch):
+                warnings.warn(f"the loader has fewer than {self.batch_in_epoch} batches per "
+                              f"epoch now (checkpoint {path}); continuing with the next epoch",
+                              stacklevel=3)
+                it, self.epoch, self.batch_in_epoch = None, self.epoch + 1, 0
+        ck.set_rng_state(ckpt["rng"])
+        self._t_fit = self._t_interval = time.perf_counter()
+        return it
+
+    def _warn_config_changes(self, ckpt: Mapping[str, Any], path: Path) -> None:
+        cadence = {"max_steps", "log_every", "val_every", "ckpt_every", "device", "loss"}
+        old, new = ckpt.get("trainer", {}), self.settings()
+        changed = sorted(k for k in set(old) | set(new) if k not in cadence and old.get(k) != new.get(k))
+        old_c = ckpt.get("config", {})
+        changed += sorted(f"config.{k}" for k in set(old_c) | set(self.config)
+                          if old_c.get(k) != self.config.get(k))
+        if changed:
+            warnings.warn(f"resuming from {path} with changed settings: {', '.join(changed)}",
+                          stacklevel=4)
+
+    def _apply_epoch_rng(self, epoch_rng: Mapping[str, Any], loader: Iterable) -> None:
+        ck.set_rng_state(epoch_rng["rng"])
+        gens, states = _loader_generators(loader), epoch_rng.get("loader", [])
+        if len(gens) != len(states):
+            warnings.warn(f"the loader has {len(gens)} torch.Generator(s), the checkpoint "
+                          f"{len(states)}: the data order after resuming may differ", stacklevel=4)
+        for g, s in zip(gens, states):
+            g.set_state(s)
+
+    def _open_epoch(self, loader: Iterable, capture: bool = True) -> Iterator:
+        if capture:
+            self._epoch_rng = {"rng": ck.rng_state(),
+                               "loader": [g.get_state() for g in _loader_generators(loader)]}
+        _set_epoch(loader, self.epoch)
+        return iter(loader)
+
+    @staticmethod
+    def _skip(it: Iterator, loader: Iterable, n: int) -> bool:
+        """Advance `it` by `n` batches; False if it ran out first.
+
+        A single-process DataLoader over a map-style dataset only advances its sampler (no data
+        is loaded; the global RNG states are restored afterwards anyway); other loaders are
+        iterated (workers keep their own RNG streams in step).
+        """
+        from torch.utils.data.dataloader import _SingleProcessDataLoaderIter
+        fast = (isinstance(it, _SingleProcessDataLoaderIter) and hasattr(it, "_next_index")
+                and isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset))
+        try:
+            for _ in range(n):
+                it._next_index() if fast else next(it)
+        except StopIteration:
+            return False
+        return True
+
+    # -- one update ----------------------------------------------------------------------------
+    def _forward(self, batch: Any) -> Mapping[str, Any]:
+        if self.step_fn is not None:
+            return self.step_fn(self.model, batch)
+        return self.loss_fn(batch, self.model(batch))
+
+    def _train_step(self, batch: Any) -> dict[str, float]:
+        n_images = _batch_size(batch)
+        batch = to_device(batch, self.device, non_blocking=self.device.type == "cuda")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.amp:
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype):
+                losses = self._forward(batch)
+        else:
+            losses = self._forward(batch)
+        terms = self._check_terms(losses)
+        loss = terms["loss"]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+        grad_norm = None
+        if self.grad_clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
+        elif self.scaler is None:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+
+        # one host sync per step: every term (and the grad norm) to the CPU
+        stacked = [t.detach().float().reshape(()).to(loss.device) for t in terms.values()]
+        if grad_norm is not None:
+            stacked.append(grad_norm.detach().float().reshape(()).to(loss.device))
+        flat = torch.stack(stacked).tolist()
+        values = dict(zip(terms, flat))
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if grad_norm is not None:
+            values["grad_norm"] = flat[-1]
+            # with a GradScaler inf/NaN gradients are expected now and then: it skips the step
+            if not bad and self.scaler is None and not math.isfinite(flat[-1]):
+                bad = ["grad_norm"]
+        if bad:  # before the update: the weights stay as they were after the previous step
+            self._fail(bad, values, step=self.step + 1, batch=self.batch_in_epoch + 1)
+
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None and not isinstance(
+                self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step()
+
+        for k, v in values.items():
+            self._acc[k] = self._acc.get(k, 0.0) + v
+        self._acc_steps += 1
+        self._acc_images += n_images
+        return values
+
+    def _check_terms(self, losses: Any) -> dict[str, torch.Tensor]:
+        if not isinstance(losses, Mapping) or "loss" not in losses:
+            raise TypeError("the loss function must return a dict of scalar tensors with a "
+                            f"'loss' entry, got {type(losses).__name__}"
+                            + (f" with keys {list(losses)}" if isinstance(losses, Mapping) else ""))
+        terms: dict[str, torch.Tensor] = {}
+        for k, v in losses.items():
+            if k in RECORD_KEYS:
+                raise ValueError(f"loss term name {k!r} is reserved (reserved: {sorted(RECORD_KEYS)})")
+            t = v if isinstance(v, torch.Tensor) else torch.as_tensor(float(v))
+            if t.numel() != 1:
+                raise ValueError(f"loss term {k!r} must be a scalar, got shape {tuple(t.shape)}")
+            terms[str(k)] = t
+        if not terms["loss"].requires_grad:
+            raise ValueError("the 'loss' term does not require grad (was it computed under "
+                             "torch.no_grad() or from detached tensors?)")
+        return terms
+
+    def _fail(self, bad: list[str], values: dict[str, float], step: int, batch: int) -> None:
+        """Log and raise NonFiniteLossError for `step` (nothing is written but the log line)."""
+        good = self.last_path if self.last_path.exists() else None
+        what = ("gradient norm" if bad == ["grad_norm"] else
+                "weights" if all(b.startswith("weight:") for b in bad) else "loss")
+        shown = ", ".join(f"{k}={values[k]}" if k in values else k for k in bad)
+        finite = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items() if math.isfinite(v))
+        msg = (f"non-finite {what} at step {step} (epoch {self.epoch}, batch {batch} of the "
+               f"epoch) in trainer {self.name!r}: {shown}"
+               + (f"; finite: {finite}" if finite else "") + ". Training stopped; "
+               + (f"the last good checkpoint {good} (step {self._checkpoint_step(good)}) was "
+                  "left untouched." if good else "no checkpoint had been written yet.")
+               + " Check the batch data, the learning rate and the loss (log/sqrt/division "
+                 "at 0?).")
+        self._append({"kind": "error", "step": step, "epoch": self.epoch, "time": time.time(),
+                      "terms": bad, "message": msg})
+        raise NonFiniteLossError(msg, step=step, epoch=self.epoch, terms=bad, values=values,
+                                 checkpoint=good)
+
+    @staticmethod
+    def _checkpoint_step(path: Path) -> Any:
+        try:
+            return ck.checkpoint_info(path)["step"]
+        except ck.CheckpointError:
+            return "?"
+
+    # -- logging / validation ------------------------------------------------------------------
+    def _append(self, rec: Mapping[str, Any]) -> None:
+        line = json.dumps({k: _finite_or_none(v) for k, v in _jsonable(dict(rec)).items()})
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def _log_train(self) -> None:
+        if not self._acc_steps:
+            return
+        now = time.perf_counter()
+        dt = max(now - self._t_interval, 1e-9)
+        rec: dict[str, Any] = {
+            "kind": "train", "step": self.step, "epoch": self.epoch, "time": time.time(),
+            "elapsed_s": round(self._elapsed(), 3), "images_per_s": self._acc_images / dt,
+            "lr": float(self.optimizer.param_groups[0]["lr"]), "steps": self._acc_steps,
+        }
+        rec.update({k: v / self._acc_steps for k, v in self._acc.items()})
+        self._append(rec)
+        self.last_train = rec
+        self._acc, self._acc_steps, self._acc_images = {}, 0, 0
+        self._t_interval = now
+
+    def _validate(self) -> bool:
+        """Run val_fn, log it; True when `best_metric` improved."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                raw = self.val_fn()
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"val_fn must return a dict of floats, got {type(raw).__name__}")
+        metrics = {}
+        for k, v in raw.items():
+            if k in RECORD_KEYS:
+                raise ValueError(f"validation metric name {k!r} is reserved")
+            metrics[str(k)] = float(v.item() if isinstance(v, torch.Tensor) else v)
+        rec = {"kind": "val", "step": self.step, "epoch": self.epoch, "time": time.time(),
+               "elapsed_s": round(self._elapsed(), 3), "val_s": time.perf_counter() - t0,
+               **metrics}
+        self._append(rec)
+        self.last_val = rec
+
+        key = self.best_metric
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and metrics:
+            self.scheduler.step(metrics[key] if key in metrics else next(iter(metrics.values())))
+        if key is None:
+            return False
+        if key not in metrics:
+            raise KeyError(f"best_metric {key!r} is not among val_fn's metrics {list(metrics)}")
+        value = metrics[key]
+        if not math.isfinite(value):
+            return False
+        better = (self.best_value is None or
+                  (value < self.best_value if self.best_mode == "min" else value > self.best_value))
+        if better:
+            self.best_value, self.best_step = value, self.step
+        return better
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _save(self, paths: list[Path]) -> None:
+        bad = [f"weight:{name}.{k}" for name, m in self.models.items()
+               for k, v in m.state_dict().items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # never write NaN weights over a good checkpoint
+            self._fail(bad, {}, step=self.step, batch=self.batch_in_epoch)
+        ck.write_checkpoint(self.state_dict(), paths)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full checkpoint dict (what ``last.pt`` holds)."""
+        return {
+            "format": ck.FORMAT, "version": ck.VERSION, "name": self.name,
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "models": {k: m.state_dict() for k, m in self.models.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": ck.rng_state(),
+            "epoch_rng": self._epoch_rng,
+            "config": self.config,
+            "trainer": self.settings(),
+            "metrics": {"train": self.last_train, "val": self.last_val},
+            "best": {"metric": self.best_metric, "mode": self.best_mode,
+                     "value": self.best_value, "step": self.best_step},
+            "log_acc": {"sums": dict(self._acc), "steps": self._acc_steps,
+                        "images": self._acc_images},
+            "elapsed_s": self._elapsed(),
+            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": {"weakhand": __version__, "torch": torch.__version__},
+        }
+
+    def __repr__(self) -> str:
+        return (f"Trainer({self.name!r}, dir={str(self.dir)!r}, step={self.step}/{self.max_steps}, "
+                f"device={str(self.device)!r}, amp={self.amp})")
