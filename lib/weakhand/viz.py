@@ -87,7 +87,8 @@ def sample_grid(data, indices: Sequence[int], ncols: int = 8, title: str = "") -
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=9)
-    fig.update_layout(title=title, height=150 * nrows + 60, width=130 * ncols + 40,
+    # no fixed width: the figure follows the notebook's output width (images keep their aspect)
+    fig.update_layout(title=title, height=150 * nrows + 60, autosize=True,
                       margin=dict(l=5, r=5, t=60, b=5),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     return fig
