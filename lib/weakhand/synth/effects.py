@@ -5,14 +5,11 @@ deterministic per seed and independent of thread scheduling.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import cv2
 import numpy as np
 from numba import njit, prange
 
-from .raycast import _hash
+from .raycast import _hash, _hash_int
 
 
 @njit(cache=True, inline="always")
@@ -24,10 +21,8 @@ def _gauss(a, b, c, s):
 @njit(cache=True, inline="always")
 def _tri(a, b, c, s):
     """Cheap zero-mean unit-variance noise: triangular from the two 16-bit halves of one hash."""
-    h = _hash(a, b, c, s) * 4294967296.0
-    lo = (h % 65536.0) / 65536.0
-    hi = np.floor(h / 65536.0) / 65536.0
-    return (lo + hi - 1.0) * 2.449489742783178
+    h = _hash_int(a, b, c, s)
+    return ((h & 0xFFFF) + (h >> 16)) * (2.449489742783178 / 65536.0) - 2.449489742783178
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -98,30 +93,13 @@ def depth_artefacts(depth, normal_z, cam, params, seeds, out):
                     out[i, v, u] = 0.0
 
 
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _map_images(fn, idx) -> None:
-    """Run a per-image OpenCV call over `idx` on all cores (OpenCV releases the GIL)."""
-    global _POOL
-    if len(idx) < 16 or (os.cpu_count() or 1) == 1:
-        for i in idx:
-            fn(i)
-        return
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="weakhand-cv")
-    list(_POOL.map(fn, idx, chunksize=max(1, len(idx) // (4 * (os.cpu_count() or 1)))))
-
-
 def rgb_sensor(rng: np.random.Generator, style, rgbf: np.ndarray) -> np.ndarray:
     """Camera finish for a batch: optics blur (cv2), white balance, gamma, noise, JPEG."""
     n = len(rgbf)
     sig = rng.uniform(*style.rgb_blur_sigma_px, n)
 
-    def blur(i):
+    for i in np.flatnonzero(sig > 0.05):  # per-image OpenCV calls (tens of µs each)
         cv2.GaussianBlur(rgbf[i], (0, 0), float(sig[i]), dst=rgbf[i])
-
-    _map_images(blur, np.flatnonzero(sig > 0.05))
     gains = (rng.normal(1.0, style.white_balance_std, (n, 3)) if style.white_balance_std > 0
              else np.ones((n, 3))).astype(np.float32)
     gamma = rng.uniform(*style.gamma, n).astype(np.float32)
@@ -131,12 +109,10 @@ def rgb_sensor(rng: np.random.Generator, style, rgbf: np.ndarray) -> np.ndarray:
     if style.jpeg_quality[1] > 0:
         qual = rng.integers(style.jpeg_quality[0], style.jpeg_quality[1] + 1, n)
 
-        def jpeg(i):  # OpenCV codecs expect BGR; the round trip keeps RGB order
+        for i in range(n):  # OpenCV codecs expect BGR; the round trip keeps RGB order
             ok, buf = cv2.imencode(".jpg", out[i, :, :, ::-1],
                                    [cv2.IMWRITE_JPEG_QUALITY, int(qual[i])])
             out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
-
-        _map_images(jpeg, range(n))
     return out
 
 

@@ -83,6 +83,7 @@ def cast_capsules(caps, caps_part, ncaps, cam, depth, part, normal):
     B, H, W = depth.shape
     for i in prange(B):
         fx, fy, cx, cy = cam[i, 0], cam[i, 1], cam[i, 2], cam[i, 3]
+        ifx, ify = 1.0 / fx, 1.0 / fy
         f = max(fx, fy)
         zb = depth[i]
         zb[:] = FAR
@@ -115,22 +116,21 @@ def cast_capsules(caps, caps_part, ncaps, cam, depth, part, normal):
                 continue
             sx, sy = ub - ua, vb - va
             ss = sx * sx + sy * sy
+            iss = 1.0 / ss if ss > 1e-9 else 0.0
             rpx2 = rpx * rpx
             lab = caps_part[i, p]
             for v in range(v0, v1 + 1):
-                yv = (v - cy) / fy
+                yv = (v - cy) * ify
                 for u in range(u0, u1 + 1):
                     if zb[v, u] <= zmin:
                         continue  # something nearer than this whole capsule is already there
                     # 2-D reject: pixel far from the projected axis segment
                     px, py = u - ua, v - va
-                    tt = 0.0
-                    if ss > 1e-9:
-                        tt = min(max((px * sx + py * sy) / ss, 0.0), 1.0)
+                    tt = min(max((px * sx + py * sy) * iss, 0.0), 1.0)
                     ex, ey = px - tt * sx, py - tt * sy
                     if ex * ex + ey * ey > rpx2:
                         continue
-                    xu = (u - cx) / fx
+                    xu = (u - cx) * ifx
                     inv = 1.0 / np.sqrt(xu * xu + yv * yv + 1.0)
                     dx, dy, dz = xu * inv, yv * inv, inv
                     t, nx, ny, nz = _ray_capsule(dx, dy, dz, ax, ay, az, bx, by, bz, r)
@@ -149,14 +149,19 @@ def cast_capsules(caps, caps_part, ncaps, cam, depth, part, normal):
 
 
 @njit(cache=True, inline="always")
-def _hash(a, b, c, s):
-    """Integer hash of a lattice point → float in [0, 1)."""
+def _hash_int(a, b, c, s):
+    """Integer hash of a lattice point → int in [0, 2**32)."""
     h = (a * 73856093) ^ (b * 19349663) ^ (c * 83492791) ^ s
     h &= 0xFFFFFFFF
     h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
     h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    return h / 4294967296.0
+    return h ^ (h >> 16)
+
+
+@njit(cache=True, inline="always")
+def _hash(a, b, c, s):
+    """Integer hash of a lattice point → float in [0, 1)."""
+    return _hash_int(a, b, c, s) * (1.0 / 4294967296.0)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -181,10 +186,11 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
         seed = seeds[i]
         gdx, gdy, gnoise = bg_colors[i, 2, 0], bg_colors[i, 2, 1], bg_colors[i, 2, 2]
         pnx, pny, pnz, pd = bg_plane[i, 0], bg_plane[i, 1], bg_plane[i, 2], bg_plane[i, 3]
+        ifx, ify, iW, iH = 1.0 / fx, 1.0 / fy, 1.0 / W, 1.0 / H
         for v in range(H):
-            yv = (v - cy) / fy
+            yv = (v - cy) * ify
             for u in range(W):
-                xu = (u - cx) / fx
+                xu = (u - cx) * ifx
                 lab = part[i, v, u]
                 if lab != 0:
                     z = depth[i, v, u]
@@ -196,7 +202,8 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
                     hx, hy, hz = lx + vx, ly + vy, lz + vz
                     hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-9
                     ndh = max((nx * hx + ny * hy + nz * hz) / hn, 0.0)
-                    spec = ks * ndh ** shin if ndl > 0.0 else 0.0
+                    # Schlick's rational form of ndh**shin (no pow per pixel)
+                    spec = ks * ndh / (shin - shin * ndh + ndh + 1e-9) if ndl > 0.0 else 0.0
                     # skin mottling: cell noise on the 3-D surface point (cells of ~1-3 mm are
                     # about a pixel at these crop scales, so interpolation would be wasted)
                     tex = 1.0 + tex_amp * (_hash(int(xu * z / tex_cell), int(yv * z / tex_cell),
@@ -205,7 +212,7 @@ def shade(depth, part, normal, cam, palette, light, bg_colors, clutter, nclutter
                     for c in range(3):
                         rgb[i, v, u, c] = palette[i, lab, c] * shade_k + spec
                 else:  # background gradient; depth from the background plane
-                    g = (u / W - 0.5) * gdx + (v / H - 0.5) * gdy + 0.5
+                    g = (u * iW - 0.5) * gdx + (v * iH - 0.5) * gdy + 0.5
                     g = min(max(g, 0.0), 1.0)
                     for c in range(3):
                         rgb[i, v, u, c] = bg_colors[i, 0, c] + g * (bg_colors[i, 1, c]
