@@ -108,6 +108,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise RawDataError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RawDataError(f"{path}: not valid JSON (truncated?): {e}") from None
+    except OSError as e:
+        raise RawDataError(f"{path}: cannot read: {e}") from None
 
 
 def read_pickle(path: str | os.PathLike) -> Any:
