@@ -40,6 +40,14 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     "n_sensor_test": ("simulated depth-sensor test frames (full labels)", 32, 1000, 10000),
     "image_size": ("square crop size in pixels", 64, 128, 128),
     "n_preview": ("samples shown in preview figures", 8, 16, 16),
+    # 20_train_stage1_pose
+    "train_size": ("network input size in pixels (a multiple of 4)", 32, 64, 128),
+    "pose_width": ("2D network width (channels of the first encoder block)", 8, 16, 32),
+    "pose_stages": ("CPM refinement stages", 2, 3, 6),
+    "batch_size": ("training batch size", 8, 32, 64),
+    "steps_stage1": ("optimizer steps of stage 1", 6, 1500, 20000),
+    "val_every": ("validate every N steps", 3, 250, 1000),
+    "n_val": ("validation samples used while training", 16, 500, 5000),
 }
 
 KNOB_DOCS: dict[str, str] = {k: row[0] for k, row in _KNOB_TABLE.items()}

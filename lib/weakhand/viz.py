@@ -190,3 +190,34 @@ def save_figure(fig: go.Figure, path) -> "Path":
         from plotly.offline import get_plotlyjs
         atomic_write_text(js, get_plotlyjs())
     return atomic_write_text(path, fig.to_html(include_plotlyjs="plotly.min.js", full_html=True))
+
+
+def heatmap_overview(image: np.ndarray, heatmaps: np.ndarray, uv_pred: np.ndarray,
+                     uv_true: np.ndarray | None = None, title: str = "") -> go.Figure:
+    """Image (H,W,3) in [0,1] or uint8 with predicted (x) and true (o) joints | the maximum over
+    the 21 heatmaps (K,h,w) | the per-joint heatmaps tiled 3×7."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    hm = np.asarray(heatmaps, np.float32)
+    k, h, w = hm.shape
+    tiles = np.zeros((3 * h, 7 * w), np.float32)
+    for j in range(min(k, 21)):  # 21 small tiles, a display helper (not a hot path)
+        r, c = divmod(j, 7)
+        tiles[r * h:(r + 1) * h, c * w:(c + 1) * w] = hm[j] / max(float(hm[j].max()), 1e-12)
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.3, 0.3, 0.4], horizontal_spacing=0.03,
+                        subplot_titles=("image", "max over joints", "per joint (row-major)"))
+    fig.add_trace(go.Image(source=png_uri(img)), 1, 1)
+    fig.add_trace(go.Scatter(x=uv_pred[:, 0], y=uv_pred[:, 1], mode="markers", name="predicted",
+                             marker=dict(symbol="x", color="red", size=6)), 1, 1)
+    if uv_true is not None:
+        fig.add_trace(go.Scatter(x=uv_true[:, 0], y=uv_true[:, 1], mode="markers", name="true",
+                                 marker=dict(symbol="circle-open", color="lime", size=7)), 1, 1)
+    fig.add_trace(go.Heatmap(z=hm.max(0), colorscale="Viridis", showscale=False), 1, 2)
+    fig.add_trace(go.Heatmap(z=tiles, colorscale="Viridis", showscale=False), 1, 3)
+    for c in (2, 3):
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{c}", row=1, col=c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=title, height=320, margin=dict(l=5, r=5, t=60, b=5))
+    return fig

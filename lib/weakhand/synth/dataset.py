@@ -13,7 +13,7 @@ from ..progress import progress
 from . import generator
 from .domains import DomainStyle, make_style
 
-GENERATOR_VERSION = 2  # bump when the generator's output changes for a given seed
+GENERATOR_VERSION = 3  # bump when the generator's output changes for a given seed
 
 
 def _source(style: DomainStyle, n: int, seed: int, split: str, size: int, with_3d: bool) -> dict:

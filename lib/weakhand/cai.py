@@ -1,0 +1,114 @@
+"""Cai et al. (ECCV 2018) pipeline glue shared by the stage notebooks: the pose model (2D
+heatmap network + depth regression), its label-masked losses, and evaluation with the papers'
+protocol (ground-truth root depth and scale known at test time)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+from . import skeleton as sk
+from .losses import CaiWeights, cai_loss, depth_loss, heatmap_loss
+from .models import (DepthRegressionNet, Pose2DNet, gaussian_heatmaps, reconstruct_3d,
+                     root_relative_depth)
+
+IMAGE_MEAN, IMAGE_STD = 0.5, 0.25  # inputs in [0,1] are standardised inside the model
+
+
+@dataclass
+class PoseNetConfig:
+    width: int = 16          # encoder width (channels of the first block)
+    depth: int = 2           # downsampling blocks: heatmaps at 1/2**depth of the input
+    n_stages: int = 3        # CPM stages (intermediate supervision on each)
+    beta: float = 20.0       # soft-argmax temperature (fixed)
+    reg_width: int = 32      # regression-net conv width
+    reg_hidden: int = 128    # regression-net FC width
+    sigma: float = 2.0       # Gaussian target sigma, heatmap pixels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CaiPoseNet(nn.Module):
+    """Image (B,3,S,S) in [0,1] -> {"heatmaps": [per stage (B,21,h,w)], "uv": (B,21,2) input px,
+    "zn": (B,21) root-relative depth in units of the scale bone (middle MCP->PIP)}."""
+
+    def __init__(self, cfg: PoseNetConfig = PoseNetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.pose = Pose2DNet(width=cfg.width, depth=cfg.depth, n_stages=cfg.n_stages, beta=cfg.beta)
+        self.reg = DepthRegressionNet(self.pose.feature_channels, width=cfg.reg_width,
+                                      hidden=cfg.reg_hidden)
+
+    @property
+    def stride(self) -> float:
+        return float(self.pose.stride)
+
+    def forward(self, batch: dict | torch.Tensor) -> dict:
+        img = batch["image"] if isinstance(batch, dict) else batch
+        out = self.pose((img - IMAGE_MEAN) / IMAGE_STD)
+        out["zn"] = self.reg(out["features"], out["heatmaps"][-1])
+        return out
+
+
+def joint_labels(batch: dict) -> dict:
+    """Per-joint supervision masks and targets from a HandDataset batch.
+
+    2D: joints with a finite label inside the crop, in samples with has_2d (occluded joints are
+    labelled too: CPM-style training supervises them). Depth: zn of samples with has_3d.
+    """
+    kp2d = batch["kp2d"]
+    valid2d = (batch["has_2d"].bool()[:, None] & torch.isfinite(kp2d).all(-1)
+               & batch.get("in_crop", torch.ones_like(kp2d[..., 0], dtype=torch.bool)).bool())
+    has3 = batch["has_3d"].bool()
+    zn = root_relative_depth(batch["kp3d"])  # NaN for samples without 3D (masked below)
+    zn = torch.where(has3[:, None], zn, torch.full_like(zn, float("nan")))
+    return {"valid2d": valid2d, "zn": zn, "has_3d": has3}
+
+
+def pose_losses(batch: dict, out: dict, sigma: float, stride: float,
+                weights: CaiWeights = CaiWeights()) -> dict:
+    """λ2D·heatmap MSE (all stages) + λz·smooth-L1(zn), each on the samples carrying its label."""
+    lab = joint_labels(batch)
+    h, w = out["heatmaps"][-1].shape[-2:]
+    target = gaussian_heatmaps(torch.nan_to_num(batch["kp2d"], nan=-1e4), (h, w), stride, sigma)
+    return cai_loss({"heatmap": heatmap_loss(out["heatmaps"], target, lab["valid2d"]),
+                     "depth": depth_loss(out["zn"], lab["zn"], lab["has_3d"])}, weights)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device: str) -> dict:
+    """Run the model over a loader; returns numpy arrays (N,...) of predictions and labels."""
+    model.eval()
+    keys = ("kp2d", "kp3d", "vis", "K", "has_3d")
+    acc: dict[str, list] = {k: [] for k in ("uv", "zn", *keys)}
+    for batch in loader:
+        out = model({"image": batch["image"].to(device)})
+        acc["uv"].append(out["uv"].float().cpu())
+        acc["zn"].append(out["zn"].float().cpu())
+        for k in keys:
+            acc[k].append(batch[k].cpu())
+    return {k: torch.cat(v).numpy() for k, v in acc.items()}
+
+
+def evaluate_predictions(p: dict) -> dict:
+    """Target-domain numbers: 2D px error, z error (mm), 3D EPE and AUC, on visible joints of
+    samples with 3D labels; 3D from (u, v, zn) with GT root depth and GT scale (Z&B/Cai)."""
+    sel = p["has_3d"].astype(bool)
+    if not sel.any():
+        raise ValueError("no sample with a 3D label to evaluate")
+    kp3d = p["kp3d"][sel].astype(np.float64)
+    vis = p["vis"][sel].astype(bool)
+    pred3d = reconstruct_3d(p["uv"][sel].astype(np.float64), p["zn"][sel].astype(np.float64),
+                            p["K"][sel].astype(np.float64), kp3d[:, sk.ROOT, 2],
+                            sk.scale_length(kp3d))
+    e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
+    e2 = metrics.evaluate_2d(p["uv"][sel], p["kp2d"][sel], vis)
+    ez = metrics.depth_error(pred3d[..., 2], kp3d[..., 2], vis)
+    return {"n": int(sel.sum()), "px_2d_mean": e2["epe_mean_px"], "z_err_mm": ez["mean_abs_z_mm"],
+            "epe_mm": e3["epe_mean_mm"], "auc_20_50": e3["auc_20_50"],
+            "auc_hand3d_21_50": e3["auc_hand3d_21_50"], "auc_0_50": e3["auc_0_50"],
+            "pred3d": pred3d, "gt3d": kp3d}

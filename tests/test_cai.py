@@ -1,0 +1,66 @@
+"""Cai pipeline glue: label masks, losses on mixed batches, evaluation protocol."""
+import numpy as np
+import torch
+
+from weakhand import camera
+from weakhand.cai import (CaiPoseNet, PoseNetConfig, evaluate_predictions, joint_labels,
+                          pose_losses)
+from weakhand.models import root_relative_depth
+
+
+def _batch(b=4, s=32, seed=0):
+    g = np.random.default_rng(seed)
+    kp3d = np.zeros((b, 21, 3))
+    for f in range(5):
+        for j in range(4):
+            kp3d[:, 1 + 4 * f + j] = [(f - 2) * 15.0, -40.0 - 20.0 * j, 10.0 * j]
+    kp3d = kp3d + g.normal(0, 2, kp3d.shape) + [0, 0, 400.0]
+    K = np.tile([[60.0, 0, 15.5], [0, 60.0, 15.5], [0, 0, 1]], (b, 1, 1))
+    kp2d = camera.project(K, kp3d)
+    has3 = np.array([True, True, False, False])[:b]
+    kp3d_lab = kp3d.copy()
+    kp3d_lab[~has3] = np.nan
+    return {"image": torch.rand(b, 3, s, s), "kp2d": torch.tensor(kp2d, dtype=torch.float32),
+            "kp3d": torch.tensor(kp3d_lab, dtype=torch.float32),
+            "vis": torch.ones(b, 21, dtype=torch.bool), "K": torch.tensor(K, dtype=torch.float32),
+            "has_2d": torch.ones(b, dtype=torch.bool), "has_3d": torch.tensor(has3),
+            "in_crop": torch.ones(b, 21, dtype=torch.bool)}, kp3d
+
+
+def test_joint_labels_mask_weak_samples():
+    batch, kp3d = _batch()
+    lab = joint_labels(batch)
+    assert lab["valid2d"].all()
+    assert torch.isnan(lab["zn"][2:]).all() and torch.isfinite(lab["zn"][:2]).all()
+    np.testing.assert_allclose(lab["zn"][:2].numpy(), root_relative_depth(kp3d[:2]), atol=1e-4)
+
+
+def test_pose_losses_finite_on_mixed_batch_and_depth_ignores_weak_samples():
+    torch.manual_seed(0)
+    model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
+    batch, _ = _batch()
+    out = model(batch)
+    terms = pose_losses(batch, out, sigma=1.5, stride=model.stride)
+    assert torch.isfinite(terms["loss"]) and terms["depth"] > 0 and terms["heatmap"] > 0
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    # a weak sample's depth prediction does not enter the depth term
+    out2 = {k: (v.detach().clone() if torch.is_tensor(v) else [x.detach() for x in v])
+            for k, v in out.items()}
+    out2["zn"][3] += 50.0
+    assert torch.equal(pose_losses(batch, out2, 1.5, model.stride)["depth"],
+                       pose_losses(batch, {**out2, "zn": out["zn"].detach()}, 1.5, model.stride)["depth"])
+
+
+def test_evaluation_of_a_perfect_prediction():
+    batch, kp3d = _batch()
+    has3 = np.ones(4, bool)
+    p = {"uv": batch["kp2d"].numpy(), "zn": root_relative_depth(kp3d), "kp2d": batch["kp2d"].numpy(),
+         "kp3d": kp3d, "vis": np.ones((4, 21), bool), "K": batch["K"].numpy(), "has_3d": has3}
+    e = evaluate_predictions(p)
+    assert e["epe_mm"] < 1e-3 and e["z_err_mm"] < 1e-3 and e["px_2d_mean"] < 1e-3
+    assert e["auc_20_50"] == 1.0 and e["n"] == 4
+    p["zn"] = p["zn"] + 0.5       # half a scale bone too far: ~ 0.5 * s mm of depth error
+    e = evaluate_predictions(p)
+    s = np.linalg.norm(kp3d[:, 9] - kp3d[:, 10], axis=-1).mean()
+    assert abs(e["z_err_mm"] - 0.5 * s * 20 / 21) < 2.0   # root joint stays exact
