@@ -64,3 +64,29 @@ def test_evaluation_of_a_perfect_prediction():
     e = evaluate_predictions(p)
     s = np.linalg.norm(kp3d[:, 9] - kp3d[:, 10], axis=-1).mean()
     assert abs(e["z_err_mm"] - 0.5 * s * 20 / 21) < 2.0   # root joint stays exact
+
+
+def test_depth_map_targets_and_regularizer_step_masks():
+    from weakhand.cai import depth_map_targets, regularizer_step
+    from weakhand.models import DepthRegularizer
+
+    batch, kp3d = _batch()
+    s = batch["image"].shape[-1]
+    depth = torch.zeros(4, 1, s, s)
+    mask = torch.zeros(4, 1, s, s)
+    mask[:, :, 8:24, 8:24] = 1
+    depth[:, :, 8:24, 8:24] = torch.linspace(380, 420, 16)[None, None, None, :]  # left is nearer
+    depth[0, 0, 10, 10] = 0.0                                                   # a sensor hole
+    batch.update(depth=depth, mask=mask, has_depth=torch.ones(4, dtype=torch.bool))
+    t = depth_map_targets(batch, out_size=s)
+    m = t["map"][1, 0]
+    assert (m[mask[1, 0] == 0] == 0).all()                                       # background 0
+    assert m[16, 9] > m[16, 22]                                                  # near -> larger
+    assert not t["pixel_valid"][0, 0, 10, 10] and t["pixel_valid"][1, 0, 10, 10]
+    torch.manual_seed(0)
+    reg = DepthRegularizer(out_size=s)
+    out = regularizer_step(reg, batch, s)                 # samples 2,3 have no 3D: excluded
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["loss"] > 0
+    batch["has_3d"] = torch.zeros(4, dtype=torch.bool)
+    assert regularizer_step(reg, batch, s)["loss"].item() == 0.0

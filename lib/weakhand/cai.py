@@ -112,3 +112,75 @@ def evaluate_predictions(p: dict) -> dict:
             "epe_mm": e3["epe_mean_mm"], "auc_20_50": e3["auc_20_50"],
             "auc_hand3d_21_50": e3["auc_hand3d_21_50"], "auc_0_50": e3["auc_0_50"],
             "pred3d": pred3d, "gt3d": kp3d}
+
+
+# ----------------------------------------------------------------------------- stage 2
+
+def depth_map_targets(batch: dict, out_size: int) -> dict:
+    """Normalised depth-map targets of a batch at the regulariser's resolution.
+
+    dn = (d_max − D)/d_range on hand pixels (near → larger), background 0 (paper Eq. 4–5), with
+    d_max/d_range from the hand-mask pixels of the full-resolution crop; the same d_max and
+    range normalise the joints. pixel_valid excludes sensor holes inside the hand (depth 0 under
+    the mask), which are not "background".
+    """
+    from .models import normalize_depth_map
+
+    depth = batch["depth"][:, 0].float()
+    mask = batch["mask"][:, 0].float()
+    dn, d_max, d_range = normalize_depth_map(depth, mask)
+    valid = ((depth > 0) | (mask == 0)).float()
+    size = (out_size, out_size)
+    dn_s = torch.nn.functional.interpolate(dn[:, None], size=size, mode="area")
+    valid_s = torch.nn.functional.interpolate(valid[:, None], size=size, mode="area") > 0.999
+    return {"map": dn_s, "pixel_valid": valid_s, "d_max": d_max, "d_range": d_range}
+
+
+def regularizer_input_from_3d(kp2d: torch.Tensor, z_mm: torch.Tensor, d_max: torch.Tensor,
+                              d_range: torch.Tensor, image_hw) -> torch.Tensor:
+    """(B,21,3) regulariser input: (u, v) normalised to [0,1] and joint depth normalised with
+    the depth map's d_max and range (may fall slightly outside [0,1]: joints are inside the skin)."""
+    from .models import normalize_joint_depth, regularizer_input
+
+    dn = normalize_joint_depth(z_mm, d_max, d_range)  # d_max, d_range: (B,)
+    return regularizer_input(kp2d, dn, image_hw)
+
+
+def render_from_gt(model: nn.Module, batch: dict, out_size: int) -> dict:
+    """Depth maps rendered by the regulariser from ground-truth joints, with their targets:
+    {"pred": (B,1,S,S), "target", "pixel_valid", "has": samples with 3D and depth}."""
+    tgt = depth_map_targets(batch, out_size)
+    kp3d = torch.nan_to_num(batch["kp3d"].float(), nan=0.0)
+    kp2d = torch.nan_to_num(batch["kp2d"].float(), nan=0.0)
+    inp = regularizer_input_from_3d(kp2d, kp3d[..., 2], tgt["d_max"], tgt["d_range"],
+                                    batch["image"].shape[-2:])
+    return {"pred": model(inp), "target": tgt["map"], "pixel_valid": tgt["pixel_valid"],
+            "has": batch["has_3d"].bool() & batch["has_depth"].bool()}
+
+
+def regularizer_step(model: nn.Module, batch: dict, out_size: int) -> dict:
+    """Stage-2 loss terms: L1 between the map rendered from ground-truth joints and the
+    normalised depth map, only on samples with 3D and depth, excluding sensor holes."""
+    from .losses import depth_map_loss
+
+    r = render_from_gt(model, batch, out_size)
+    l1 = depth_map_loss(r["pred"], r["target"], r["has"], r["pixel_valid"])
+    return {"loss": l1, "depth_map_l1": l1.detach()}
+
+
+@torch.no_grad()
+def regularizer_l1(model: nn.Module, loader, device: str, out_size: int) -> float:
+    """Mean L1 (normalised depth units) over a loader, evaluation mode."""
+    from .losses import depth_map_loss
+    from .train import to_device
+
+    model.eval()
+    tot, n = 0.0, 0
+    for batch in loader:
+        batch = to_device(batch, device)
+        r = render_from_gt(model, batch, out_size)
+        k = int(r["has"].sum())
+        if k:
+            tot += float(depth_map_loss(r["pred"], r["target"], r["has"], r["pixel_valid"])) * k
+            n += k
+    return tot / max(n, 1)

@@ -48,6 +48,9 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     "steps_stage1": ("optimizer steps of stage 1", 6, 1500, 20000),
     "val_every": ("validate every N steps", 3, 250, 1000),
     "n_val": ("validation samples used while training", 16, 500, 5000),
+    # 30_train_stage2_depth_regularizer
+    "reg_size": ("depth regulariser output size in pixels", 16, 32, 64),
+    "steps_stage2": ("optimizer steps of stage 2", 6, 1500, 20000),
 }
 
 KNOB_DOCS: dict[str, str] = {k: row[0] for k, row in _KNOB_TABLE.items()}

@@ -221,3 +221,18 @@ def heatmap_overview(image: np.ndarray, heatmaps: np.ndarray, uv_pred: np.ndarra
     fig.update_yaxes(visible=False)
     fig.update_layout(title=title, height=320, margin=dict(l=5, r=5, t=60, b=5))
     return fig
+
+
+def depth_map_pairs(target: np.ndarray, pred: np.ndarray, title: str = "") -> go.Figure:
+    """Normalised depth maps (N,S,S): targets on the top row, predictions below (0 = far/none)."""
+    n = len(target)
+    fig = make_subplots(rows=2, cols=n, horizontal_spacing=0.01, vertical_spacing=0.04,
+                        row_titles=["true", "rendered"])
+    for i in range(n):
+        for r, m in enumerate((target[i], pred[i]), start=1):
+            fig.add_trace(go.Heatmap(z=m, zmin=0, zmax=1, colorscale="Turbo", showscale=(i == 0 and r == 1)),
+                          r, i + 1)
+    fig.update_yaxes(autorange="reversed", visible=False)
+    fig.update_xaxes(visible=False)
+    fig.update_layout(title=title, height=380, margin=dict(l=5, r=30, t=60, b=5))
+    return fig
