@@ -234,5 +234,7 @@ def depth_map_pairs(target: np.ndarray, pred: np.ndarray, title: str = "") -> go
                           r, i + 1)
     fig.update_yaxes(autorange="reversed", visible=False)
     fig.update_xaxes(visible=False)
+    for k in range(1, 2 * n + 1):  # square pixels in every panel
+        fig.layout[f"yaxis{k if k > 1 else ''}"].scaleanchor = f"x{k if k > 1 else ''}"
     fig.update_layout(title=title, height=380, margin=dict(l=5, r=30, t=60, b=5))
     return fig
