@@ -90,3 +90,46 @@ def test_depth_map_targets_and_regularizer_step_masks():
     assert torch.isfinite(out["loss"]) and out["loss"] > 0
     batch["has_3d"] = torch.zeros(4, dtype=torch.bool)
     assert regularizer_step(reg, batch, s)["loss"].item() == 0.0
+
+
+def test_weak_anchor_uses_gt_for_3d_samples_and_depth_prior_otherwise():
+    from weakhand.cai import weak_anchor, wrist_depth
+
+    batch, kp3d = _batch()
+    s = batch["image"].shape[-1]
+    depth = torch.full((4, 1, s, s), 390.0)
+    depth[3] = 0.0                                     # no depth at all on sample 3
+    batch.update(depth=depth, has_depth=torch.ones(4, dtype=torch.bool))
+    z_root, scale, valid = weak_anchor(batch, {"skin_offset_mm": 12.0, "s_mm": 44.0})
+    np.testing.assert_allclose(z_root[:2].numpy(), kp3d[:2, 0, 2], rtol=1e-6)
+    assert z_root[2].item() == 402.0 and scale[2].item() == 44.0
+    np.testing.assert_allclose(scale[:2].numpy(), np.linalg.norm(kp3d[:2, 10] - kp3d[:2, 9], axis=-1), rtol=1e-5)
+    assert valid.tolist() == [True, True, True, False]
+    d = torch.zeros(1, 8, 8)
+    d[0, 3, 3], d[0, 3, 4], d[0, 4, 3] = 100.0, 110.0, 120.0
+    assert wrist_depth(d, torch.tensor([[3.0, 3.0]])).item() == 110.0   # median of valid only
+
+
+def test_stage3_step_regularizer_term_only_with_regularizer():
+    from weakhand.cai import stage3_step
+    from weakhand.models import DepthRegularizer
+
+    torch.manual_seed(0)
+    batch, _ = _batch()
+    s = batch["image"].shape[-1]
+    depth = torch.zeros(4, 1, s, s)
+    mask = torch.zeros(4, 1, s, s)
+    mask[:, :, 6:26, 6:26] = 1
+    depth[:, :, 6:26, 6:26] = 400.0
+    batch.update(depth=depth, mask=mask, has_depth=torch.ones(4, dtype=torch.bool))
+    model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
+    no_reg = stage3_step(model, None, batch, 1.5, 16, None)
+    assert "depth_map" not in no_reg
+    reg = DepthRegularizer(out_size=16).eval()
+    for p in reg.parameters():
+        p.requires_grad_(False)                        # frozen regulariser
+    out = stage3_step(model, reg, batch, 1.5, 16, {"skin_offset_mm": 10.0, "s_mm": 45.0})
+    assert torch.isfinite(out["loss"]) and out["depth_map"] >= 0
+    out["loss"].backward()
+    grads = [p.grad for p in model.reg.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

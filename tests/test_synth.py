@@ -222,3 +222,18 @@ def test_make_dataset_reuses_identical_recipe_and_redoes_changed(tmp_path):
                            show_progress=False)
     assert not changed["reused"]
     assert load_dataset(tmp_path / "a").manifest["source"]["seed"] == 3
+
+
+def test_labelled_twin_has_identical_images_and_the_withheld_3d(tmp_path):
+    from weakhand.data import load_dataset
+    from weakhand.synth.dataset import make_dataset, make_labelled_twin
+
+    make_dataset(tmp_path / "weak", "sensor", 12, seed=4, split="train", size=32, show_progress=False)
+    make_labelled_twin(tmp_path / "weak", tmp_path / "full", show_progress=False)
+    weak, full = load_dataset(tmp_path / "weak"), load_dataset(tmp_path / "full")
+    np.testing.assert_array_equal(np.asarray(weak.arrays["rgb"]), np.asarray(full.arrays["rgb"]))
+    np.testing.assert_array_equal(np.asarray(weak.arrays["kp2d"]), np.asarray(full.arrays["kp2d"]))
+    assert np.isnan(np.asarray(weak.arrays["kp3d"])).all()
+    kp3d = np.asarray(full.arrays["kp3d"], np.float64)
+    np.testing.assert_allclose(camera.project(np.asarray(full.arrays["K"], np.float64), kp3d),
+                               np.asarray(full.arrays["kp2d"]), atol=1e-3)

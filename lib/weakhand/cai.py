@@ -184,3 +184,85 @@ def regularizer_l1(model: nn.Module, loader, device: str, out_size: int) -> floa
             tot += float(depth_map_loss(r["pred"], r["target"], r["has"], r["pixel_valid"])) * k
             n += k
     return tot / max(n, 1)
+
+
+# ----------------------------------------------------------------------------- stage 3
+
+@torch.no_grad()
+def depth_anchor_prior(loader, max_batches: int = 20) -> dict:
+    """Constants for weak samples, measured on fully labelled (source) data:
+    skin_offset_mm = median(Z_wrist − sensor depth at the wrist pixel) and the mean scale bone
+    length s_mm. Weak target samples get Z_root = depth at the labelled wrist + skin_offset and
+    s = s_mm (see weak_anchor)."""
+    offs, scales = [], []
+    for i, batch in enumerate(loader):
+        if i >= max_batches:
+            break
+        has = batch["has_3d"].bool() & batch["has_depth"].bool()
+        if not has.any():
+            continue
+        d = wrist_depth(batch["depth"][:, 0], batch["kp2d"][:, sk.ROOT])
+        ok = has & (d > 0)
+        offs.append((batch["kp3d"][ok, sk.ROOT, 2] - d[ok]).float())
+        scales.append(torch.as_tensor(sk.scale_length(batch["kp3d"][ok].double())).float())
+    if not offs or not torch.cat(offs).numel():
+        raise ValueError("no fully labelled sample with depth at the wrist to measure the prior")
+    return {"skin_offset_mm": float(torch.cat(offs).median()),
+            "s_mm": float(torch.cat(scales).mean())}
+
+
+def wrist_depth(depth: torch.Tensor, uv: torch.Tensor, half: int = 2) -> torch.Tensor:
+    """Median of the valid (> 0) depths in a (2·half+1)² window at uv (B,2); 0 if none."""
+    B, H, W = depth.shape
+    u = uv[:, 0].round().long().clamp(0, W - 1)
+    v = uv[:, 1].round().long().clamp(0, H - 1)
+    offs = torch.arange(-half, half + 1, device=depth.device)
+    vv = (v[:, None, None] + offs[None, :, None]).clamp(0, H - 1)
+    uu = (u[:, None, None] + offs[None, None, :]).clamp(0, W - 1)
+    win = depth[torch.arange(B, device=depth.device)[:, None, None], vv, uu].reshape(B, -1)
+    win = torch.where(win > 0, win, torch.full_like(win, float("nan")))
+    med = torch.nanmedian(win, dim=1).values
+    ok = torch.isfinite(uv).all(-1)
+    return torch.where(torch.isfinite(med) & ok, med, torch.zeros_like(med))
+
+
+def weak_anchor(batch: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample (Z_root mm, s mm, valid) used to turn predicted zn into absolute depth for the
+    regulariser: ground truth where the sample has 3D, else the sensor depth at the *labelled*
+    2D wrist + the source-measured skin offset, and the source mean scale bone. Detached."""
+    has3 = batch["has_3d"].bool()
+    kp3d = torch.nan_to_num(batch["kp3d"].float(), nan=0.0)
+    d = wrist_depth(batch["depth"][:, 0].float(), batch["kp2d"][:, sk.ROOT].float())
+    z_root = torch.where(has3, kp3d[:, sk.ROOT, 2], d + prior["skin_offset_mm"])
+    s_gt = torch.linalg.vector_norm(kp3d[:, 10] - kp3d[:, 9], dim=-1)
+    s = torch.where(has3, s_gt, torch.full_like(s_gt, prior["s_mm"]))
+    valid = batch["has_depth"].bool() & (has3 | (d > 0))
+    return z_root.detach(), s.detach(), valid
+
+
+VARIANTS = {
+    "2d": "target 2D only (heatmaps on both domains, depth regression on the source)",
+    "2d_depth": "target 2D + depth regulariser on the target depth maps",
+    "full3d": "target with full 3D labels (upper bound)",
+}
+
+
+def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, sigma: float,
+                reg_size: int, prior: dict | None, weights: CaiWeights = CaiWeights()) -> dict:
+    """Stage-3 loss on a mixed batch: heatmaps (all samples with 2D), smooth-L1 zn (samples
+    with 3D), and — with a regulariser — L1 between the map rendered from the *predicted*
+    joints and the sample's normalised depth map (samples with depth and a valid anchor)."""
+    from .losses import depth_map_loss
+
+    out = model(batch)
+    terms = pose_losses(batch, out, sigma, model.stride, weights)
+    if regularizer is None:
+        return terms
+    tgt = depth_map_targets(batch, reg_size)
+    z_root, s, valid = weak_anchor(batch, prior)
+    z = z_root[:, None] + out["zn"] * s[:, None]
+    inp = regularizer_input_from_3d(out["uv"], z, tgt["d_max"], tgt["d_range"],
+                                    batch["image"].shape[-2:])
+    dep = depth_map_loss(regularizer(inp), tgt["map"], valid, tgt["pixel_valid"])
+    loss = terms["loss"] + weights.depth_map * dep
+    return {**terms, "loss": loss, "depth_map": dep.detach()}

@@ -51,6 +51,8 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     # 30_train_stage2_depth_regularizer
     "reg_size": ("depth regulariser output size in pixels", 16, 32, 64),
     "steps_stage2": ("optimizer steps of stage 2", 6, 1500, 20000),
+    # 50_train_stage3_weak
+    "steps_stage3": ("optimizer steps of each stage-3 variant", 4, 400, 10000),
 }
 
 KNOB_DOCS: dict[str, str] = {k: row[0] for k, row in _KNOB_TABLE.items()}

@@ -98,3 +98,18 @@ def make_default_datasets(data_dir: str | os.PathLike, counts: dict, seed: int =
                                       else None),
                      "path": rep["path"]})
     return rows
+
+
+def make_labelled_twin(src: str | os.PathLike, out: str | os.PathLike,
+                       show_progress: bool = True) -> dict:
+    """Re-generate a synthetic split whose 3D labels were withheld, with 3D kept: the same recipe
+    (style, seed, split, size) gives byte-identical images, so this is the fully labelled twin
+    used for upper-bound experiments. Reused when it already exists."""
+    manifest = json.loads((Path(src) / MANIFEST).read_text())
+    s = manifest["source"]
+    if s.get("kind") != "synthetic":
+        raise ValueError(f"{src}: not a synthetic dataset (source kind {s.get('kind')!r})")
+    style = DomainStyle(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in s["style"].items()})
+    return make_dataset(out, style, s["n"], seed=s["seed"], split=s["split"],
+                        size=s["image_size"], with_3d=True, show_progress=show_progress)
