@@ -308,6 +308,18 @@ def epe_median(dist: Any) -> float:
 # --------------------------------------------------------------------------------------------
 # Alignment
 # --------------------------------------------------------------------------------------------
+def _centred_pair(pred, gt, vis):
+    """Checked (N,J,3) float pair, visibility weights (N,J,1) or None, and each set's centroid
+    and centred points over its visible keypoints (the common start of both Procrustes fits)."""
+    pred, gt = _check_pair(pred, gt, dims=(3,))
+    w = _weights(vis, *pred.shape[:2])
+    _check_finite_visible("pred", pred, None if w is None else w[..., 0] > 0)
+    _check_finite_visible("gt", gt, None if w is None else w[..., 0] > 0)
+    mu_p, p = _centre(pred, w)
+    mu_g, g = _centre(gt, w)
+    return pred, gt, w, mu_p, p, mu_g, g
+
+
 def _centre(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Centroid (N, 1, 3) over visible keypoints and centred points (N, J, 3).
 
@@ -345,12 +357,7 @@ def procrustes_transform(
     rigid fit (s = 1). A sample whose visible prediction is a single point (zero spread) or that
     has no visible keypoint falls back to translation only (s = 1, R = I), never NaN.
     """
-    pred, gt = _check_pair(pred, gt, dims=(3,))
-    w = _weights(vis, *pred.shape[:2])
-    _check_finite_visible("pred", pred, None if w is None else w[..., 0] > 0)
-    _check_finite_visible("gt", gt, None if w is None else w[..., 0] > 0)
-    mu_p, p = _centre(pred, w)
-    mu_g, g = _centre(gt, w)
+    pred, gt, w, mu_p, p, mu_g, g = _centred_pair(pred, gt, vis)
     # cross-covariance H = sum_j p_j g_j^T = U S V^T; optimum R = V D U^T (Kabsch/Umeyama)
     h = np.einsum("nji,njk->nik", p, g, optimize=True)
     u, sv, vt = np.linalg.svd(h)
@@ -397,12 +404,7 @@ def procrustes_align_freihand(
     relative 2 eps / ||P||_F, ~1e-7 for a hand); ``eps=0`` gives the exact optimum. ``vis``
     (extension, not in FreiHAND): centroids/norms/fit from visible keypoints only.
     """
-    pred, gt = _check_pair(pred, gt, dims=(3,))
-    w = _weights(vis, *pred.shape[:2])
-    _check_finite_visible("pred", pred, None if w is None else w[..., 0] > 0)
-    _check_finite_visible("gt", gt, None if w is None else w[..., 0] > 0)
-    mu_p, p = _centre(pred, w)
-    mu_g, g = _centre(gt, w)
+    pred, gt, w, mu_p, p, mu_g, g = _centred_pair(pred, gt, vis)
     s1 = np.sqrt(_sq(g))[:, None, None] + eps
     s2 = np.sqrt(_sq(p))[:, None, None] + eps
     s1, s2 = np.where(s1 > 0, s1, 1.0), np.where(s2 > 0, s2, 1.0)  # eps = 0 and a point cloud
