@@ -133,3 +133,31 @@ def test_stage3_step_regularizer_term_only_with_regularizer():
     out["loss"].backward()
     grads = [p.grad for p in model.reg.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_build_stage3_wires_variants_from_checkpoints(tmp_path):
+    import pytest
+    from weakhand.cai import build_stage3
+    from weakhand.models import DepthRegularizer
+    from weakhand.train import Trainer
+
+    net_cfg = PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16)
+    batch, _ = _batch()
+    pose = CaiPoseNet(net_cfg)
+    t1 = Trainer(pose, torch.optim.Adam(pose.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
+                 step_fn=lambda m, b: {"loss": m(b)["zn"].square().mean()}, show_progress=False)
+    t1.fit([batch], resume=False)
+    reg = DepthRegularizer(out_size=16)
+    t2 = Trainer(reg, torch.optim.Adam(reg.parameters()), run_dir=tmp_path, name="s2", max_steps=1,
+                 step_fn=lambda m, b: {"loss": m(torch.rand(2, 21, 3)).mean()}, show_progress=False)
+    t2.fit([batch], resume=False)
+    prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
+    reg_cfg = {"reg_size": 16, "reg_dropout": 0.2}
+    models, opt, step, model = build_stage3("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)
+    assert models is model and len(opt.param_groups) == 1          # frozen: outside the Trainer
+    torch.testing.assert_close(model.state_dict()["reg.fcs.0.weight"], pose.state_dict()["reg.fcs.0.weight"])
+    models, opt, step, model = build_stage3("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg,
+                                            prior, reg_mode="lowlr", lr=1e-3)
+    assert set(models) == {"pose", "reg"} and [g["lr"] for g in opt.param_groups] == [1e-3, 1e-4]
+    with pytest.raises(ValueError, match="variant"):
+        build_stage3("3d", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)

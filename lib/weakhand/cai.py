@@ -271,3 +271,46 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
     dep = depth_map_loss(regularizer(inp), tgt["map"], valid, tgt["pixel_valid"])
     loss = terms["loss"] + weights.depth_map * dep
     return {**terms, "loss": loss, "depth_map": dep.detach()}
+
+
+def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt, reg_cfg: dict,
+                 prior: dict, reg_mode: str = "frozen", lr: float = 3e-4, device: str = "cpu",
+                 uv_grad: bool = False):
+    """Models, optimizer and step function of one stage-3 variant, initialised from the stage-1
+    (pose) and stage-2 (regulariser) checkpoints. Returns (models for the Trainer, optimizer,
+    step_fn, pose model). A frozen regulariser stays outside the Trainer (evaluation mode, no
+    gradients, not checkpointed); with reg_mode "lowlr" it trains at lr/10 and is checkpointed."""
+    from .models import DepthRegularizer
+    from .train import load_checkpoint
+
+    if variant not in VARIANTS or reg_mode not in ("frozen", "lowlr"):
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)} (got {variant!r}) and "
+                         f"reg_mode frozen or lowlr (got {reg_mode!r})")
+    model = CaiPoseNet(net_cfg)
+    load_checkpoint(stage1_ckpt, model)
+    params = [{"params": model.parameters(), "lr": lr}]
+    size = reg_cfg["reg_size"]
+    if variant != "2d_depth":
+        step = lambda m, b: stage3_step(m, None, b, net_cfg.sigma, size, prior)
+        return model, torch.optim.Adam(params), step, model
+    reg = DepthRegularizer(out_size=size, dropout=reg_cfg.get("reg_dropout", 0.2))
+    load_checkpoint(stage2_ckpt, reg)
+    if reg_mode == "frozen":
+        reg.eval().requires_grad_(False).to(device)
+        step = lambda m, b: stage3_step(m, reg, b, net_cfg.sigma, size, prior, uv_grad=uv_grad)
+        return model, torch.optim.Adam(params), step, model
+    params.append({"params": reg.parameters(), "lr": lr / 10})
+    step = lambda m, b: stage3_step(m["pose"], m["reg"], b, net_cfg.sigma, size, prior,
+                                    uv_grad=uv_grad)
+    return {"pose": model, "reg": reg}, torch.optim.Adam(params), step, model
+
+
+@torch.no_grad()
+def softmax_heatmaps(model: CaiPoseNet, image: torch.Tensor, device: str) -> tuple:
+    """Last-stage heatmaps of one image (3,S,S) as the readout sees them (spatial softmax with
+    the model's β) and the predicted uv: ((21,h,w) numpy, (21,2) numpy)."""
+    model.eval()
+    out = model({"image": image[None].to(device)})
+    hm = out["heatmaps"][-1][0]
+    hm = torch.softmax(hm.flatten(1) * model.cfg.beta, -1).reshape(hm.shape)
+    return hm.cpu().numpy(), out["uv"][0].cpu().numpy()
