@@ -53,6 +53,17 @@ def subject_pool(style: DomainStyle, seed: int) -> anatomy.Subjects | None:
     return anatomy.sample_subjects(rng, style.n_subjects, style.skin_weights, style.size_scale)
 
 
+def sample_hand_poses(style: DomainStyle, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """3D joints only (no rendering): (n, 21, 3) mm in the hand frame and side (n,) uint8
+    (1 right, 0 left, mirrored), drawn from `style`'s subjects and pose families."""
+    rng = np.random.default_rng([seed, _crc(style.name), _crc("poses-only")])
+    subj = anatomy.sample_subjects(rng, n, style.skin_weights, style.size_scale)
+    pose = poses.sample_poses(rng, n, style.family_weights, style.pose_jitter_deg)
+    side = (rng.random(n) >= style.p_left).astype(np.uint8)
+    kp = anatomy.forward_kinematics(subj, pose["angles"], pose["palm_cup"], side)
+    return kp, side
+
+
 def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n,3,3) rotations uniform on SO(3) (normalised Gaussian quaternions)."""
     q = rng.standard_normal((n, 4))

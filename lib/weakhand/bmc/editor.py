@@ -1,0 +1,396 @@
+"""Interactive flexion/abduction hull editor: a state model plus a thin ipywidgets view.
+
+:class:`HullEditorModel` holds all logic (selection, edits, undo, coverage, preview pose, save)
+and works without any front end, so it is unit-tested directly. :class:`HullEditor` wraps it
+in ipywidgets + a plotly ``FigureWidget``: every callback is a method that can be called without
+an event (setting a widget's ``value`` from code fires the same path as a user would).
+
+Every accepted edit is appended to ``limits.edits``; saving writes the limits JSON atomically,
+and :meth:`BMCLimits.with_edits` replays the saved edits onto a fresh fit in a headless run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import skeleton as sk
+from . import hull as H
+from .geometry import (ANGLE_BONE_NAMES, LAYER_NAMES, NUM_ANGLE_BONES, angle_bone_index,
+                       pose_from_angles)
+from .limits import BMCLimits, LimitsError, apply_edit, save_limits
+
+_ADD_OUTWARD = np.radians(2.0)  # a new vertex sits this far outside its edge's midpoint
+
+
+class HullEditorModel:
+    """Edit state for the 15 hulls of a :class:`BMCLimits`.
+
+    angles: (N, 15, 2) training angles (radians) shown as the data cloud and used for coverage.
+    base_pose: (21, 3) right-hand pose used for the 3D preview (mm or normalised units).
+    """
+
+    def __init__(self, limits: BMCLimits, angles: np.ndarray, base_pose: np.ndarray,
+                 path: str | os.PathLike | None = None):
+        self.limits = limits.copy()
+        self.angles = np.asarray(angles, dtype=np.float64)
+        if self.angles.ndim != 3 or self.angles.shape[1:] != (NUM_ANGLE_BONES, 2):
+            raise ValueError(f"angles must be (N, 15, 2), got {self.angles.shape}")
+        self.base_pose = np.asarray(base_pose, dtype=np.float64)
+        self.path = None if path is None else Path(path)
+        self.bone = 0
+        self.vertex = 0
+        self.message = ""
+        self._undo: list[tuple[list[np.ndarray], list[dict], int, int]] = []
+        self._listeners: list[Callable[["HullEditorModel"], None]] = []
+        self._saved_edits = list(self.limits.edits)
+
+    # ------------------------------------------------------------------ observers
+    def on_change(self, fn: Callable[["HullEditorModel"], None]) -> None:
+        self._listeners.append(fn)
+
+    def _changed(self) -> None:
+        for fn in self._listeners:
+            fn(self)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def hull(self) -> np.ndarray:
+        """(M, 2) current hull of the selected bone (radians)."""
+        return self.limits.hulls[self.bone]
+
+    @property
+    def fitted_hull(self) -> np.ndarray:
+        return self.limits.fitted_hulls[self.bone]
+
+    @property
+    def bone_name(self) -> str:
+        return ANGLE_BONE_NAMES[self.bone]
+
+    @property
+    def dirty(self) -> bool:
+        """True when the hulls differ from what was last saved (or loaded)."""
+        return self.limits.edits != self._saved_edits
+
+    def coverage(self, bone: int | None = None) -> float:
+        """Fraction of training angles inside the current hull of `bone` (default: selected)."""
+        k = self.bone if bone is None else bone
+        return H.coverage(self.angles[:, k], self.limits.hulls[k])
+
+    def fitted_coverage(self, bone: int | None = None) -> float:
+        k = self.bone if bone is None else bone
+        return H.coverage(self.angles[:, k], self.limits.fitted_hulls[k])
+
+    def select_bone(self, finger: int | str, layer: int | str) -> None:
+        self.select(angle_bone_index(finger, layer))
+
+    def select(self, bone: int, vertex: int = 0) -> None:
+        if not 0 <= bone < NUM_ANGLE_BONES:
+            raise ValueError(f"bone {bone} out of range 0..{NUM_ANGLE_BONES - 1}")
+        self.bone = int(bone)
+        self.vertex = int(np.clip(vertex, 0, len(self.hull) - 1))
+        self.message = ""
+        self._changed()
+
+    def select_vertex(self, i: int) -> None:
+        if not 0 <= i < len(self.hull):
+            raise ValueError(f"vertex {i} out of range (hull has {len(self.hull)} vertices)")
+        self.vertex = int(i)
+        self._changed()
+
+    def nearest_vertex(self, xy) -> int:
+        return int(np.argmin(np.linalg.norm(self.hull - np.asarray(xy, float), axis=1)))
+
+    # ------------------------------------------------------------------ edits
+    def _apply(self, edit: dict, select_after: Callable[[np.ndarray], int] | None = None) -> bool:
+        edit = {"op": edit["op"], "bone": self.bone, **{k: v for k, v in edit.items()
+                                                         if k not in ("op", "bone")}}
+        try:
+            hulls = apply_edit(self.limits.hulls, edit, self.limits.fitted_hulls)
+        except ValueError as err:
+            self.message = f"refused {edit['op']} on {self.bone_name}: {err}"
+            self._changed()
+            return False
+        self._undo.append(([h.copy() for h in self.limits.hulls], list(self.limits.edits),
+                           self.bone, self.vertex))
+        self.limits.hulls = hulls
+        self.limits.edits = self.limits.edits + [edit]
+        self.limits._cache = {}
+        n = len(self.hull)
+        self.vertex = int(np.clip(select_after(self.hull) if select_after else self.vertex, 0, n - 1))
+        dropped = len(self._undo[-1][0][self.bone]) - n + (edit["op"] == "insert")
+        self.message = f"{edit['op']} on {self.bone_name}: ok" + (
+            f" ({dropped} neighbouring vertex(es) became reflex and were dropped)"
+            if edit["op"] in ("move", "insert") and dropped > 0 else "")
+        self._changed()
+        return True
+
+    def move_vertex(self, to) -> bool:
+        """Move the selected vertex to `to` = (flexion, abduction) in radians."""
+        to = [float(to[0]), float(to[1])]
+        return self._apply({"op": "move", "index": self.vertex, "to": to},
+                           select_after=lambda h: int(np.argmin(np.linalg.norm(h - to, axis=1))))
+
+    def insert_vertex(self, at=None) -> bool:
+        """Insert a vertex at `at` (radians); default: just outside the midpoint of the edge
+        that follows the selected vertex. The new vertex becomes the selection."""
+        if at is None:
+            a, b = self.hull[self.vertex], self.hull[(self.vertex + 1) % len(self.hull)]
+            edge = b - a
+            outward = np.array([edge[1], -edge[0]]) / max(np.linalg.norm(edge), 1e-12)
+            at = 0.5 * (a + b) + _ADD_OUTWARD * outward
+        at = [float(at[0]), float(at[1])]
+        return self._apply({"op": "insert", "at": at},
+                           select_after=lambda h: int(np.argmin(np.linalg.norm(h - at, axis=1))))
+
+    def delete_vertex(self) -> bool:
+        return self._apply({"op": "delete", "index": self.vertex},
+                           select_after=lambda h: min(self.vertex, len(h) - 1))
+
+    def scale(self, factor: float) -> bool:
+        """Scale the selected hull about its centroid (factor > 1 widens the limits)."""
+        return self._apply({"op": "scale", "factor": float(factor)})
+
+    def translate(self, by) -> bool:
+        """Shift the selected hull by `by` = (dflexion, dabduction) radians."""
+        return self._apply({"op": "translate", "by": [float(by[0]), float(by[1])]})
+
+    def reset_bone(self) -> bool:
+        return self._apply({"op": "reset"})
+
+    def undo(self) -> bool:
+        if not self._undo:
+            self.message = "nothing to undo"
+            self._changed()
+            return False
+        hulls, edits, self.bone, self.vertex = self._undo.pop()
+        self.limits.hulls, self.limits.edits = hulls, edits
+        self.limits._cache = {}
+        self.message = "undone"
+        self._changed()
+        return True
+
+    def reset_all(self) -> None:
+        """Back to the fitted hulls with no edits (undoable)."""
+        self._undo.append(([h.copy() for h in self.limits.hulls], list(self.limits.edits),
+                           self.bone, self.vertex))
+        self.limits.hulls = [h.copy() for h in self.limits.fitted_hulls]
+        self.limits.edits = []
+        self.limits._cache = {}
+        self.vertex = min(self.vertex, len(self.hull) - 1)
+        self.message = "all hulls reset to the fitted ones"
+        self._changed()
+
+    # ------------------------------------------------------------------ preview / save
+    def preview_pose(self) -> np.ndarray:
+        """(21, 3) base pose with the selected bone posed at the selected vertex's angles
+        (the other bones keep the base pose's angles)."""
+        from .geometry import joint_angles
+        ang = joint_angles(self.base_pose).copy()
+        ang[self.bone] = self.hull[self.vertex]
+        return pose_from_angles(self.base_pose, ang)
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the limits (with their edit log) atomically to `path` (default: self.path)."""
+        path = Path(path) if path is not None else self.path
+        if path is None:
+            raise ValueError("no path to save to: pass one or construct the editor with path=")
+        try:
+            out = save_limits(self.limits, path)
+        except LimitsError as err:
+            self.message = f"not saved: {err}"
+            self._changed()
+            raise
+        self.path = out
+        self._saved_edits = list(self.limits.edits)
+        self.message = f"saved {len(self.limits.edits)} edit(s) to {out.name}"
+        self._changed()
+        return out
+
+    def summary(self) -> str:
+        return (f"{self.bone_name}: {len(self.hull)} vertices, coverage "
+                f"{100 * self.coverage():.2f}% of {len(self.angles)} training angles "
+                f"(fitted hull: {100 * self.fitted_coverage():.2f}%), "
+                f"{len(self.limits.edits)} edit(s)")
+
+
+# ============================================================================ the view
+class HullEditor:
+    """ipywidgets view of a :class:`HullEditorModel` (``display(editor.widget)``).
+
+    Angles are shown and typed in degrees; the model works in radians.
+    """
+
+    def __init__(self, model: HullEditorModel, max_points: int = 4000):
+        import ipywidgets as W
+        import plotly.graph_objects as go
+
+        self.model = model
+        self._syncing = False
+        rng = np.random.default_rng(0)
+        n = len(model.angles)
+        self._shown = rng.choice(n, size=min(n, max_points), replace=False) if n else np.arange(0)
+
+        lay = W.Layout(width="190px")
+        self.finger = W.Dropdown(options=list(sk.FINGER_NAMES), description="finger", layout=lay)
+        self.layer = W.Dropdown(options=list(LAYER_NAMES), description="joint", layout=lay)
+        self.vertex = W.Dropdown(options=[], description="vertex", layout=lay)
+        slider = dict(min=-180.0, max=180.0, step=0.5, continuous_update=False, readout_format=".1f",
+                      layout=W.Layout(width="360px"))
+        self.flex = W.FloatSlider(description="flexion°", **slider)
+        self.abd = W.FloatSlider(description="abduction°", **{**slider, "min": -90.0, "max": 90.0})
+        self.click_mode = W.ToggleButtons(options=["select", "move here", "add here"],
+                                          description="click", style={"button_width": "80px"})
+        self.add_btn = W.Button(description="add vertex", icon="plus")
+        self.del_btn = W.Button(description="delete vertex", icon="trash")
+        self.factor = W.BoundedFloatText(value=1.1, min=0.1, max=10.0, step=0.05,
+                                         description="factor", layout=W.Layout(width="150px"))
+        self.scale_btn = W.Button(description="scale hull")
+        self.dflex = W.FloatText(value=0.0, description="Δflex°", layout=W.Layout(width="150px"))
+        self.dabd = W.FloatText(value=0.0, description="Δabd°", layout=W.Layout(width="150px"))
+        self.shift_btn = W.Button(description="offset hull")
+        self.undo_btn = W.Button(description="undo", icon="undo")
+        self.reset_btn = W.Button(description="reset bone")
+        self.reset_all_btn = W.Button(description="reset all")
+        self.save_btn = W.Button(description="save", icon="save", button_style="primary")
+        self.status = W.HTML()
+
+        self.fig = go.FigureWidget()
+        self.fig.add_scattergl(x=[], y=[], mode="markers", name="training angles",
+                               marker=dict(size=3, color="rgba(80,80,80,0.35)"))
+        self.fig.add_scatter(x=[], y=[], mode="lines", name="fitted hull",
+                             line=dict(color="gray", dash="dash"))
+        self.fig.add_scatter(x=[], y=[], mode="lines+markers", name="hull", fill="toself",
+                             fillcolor="rgba(31,119,180,0.12)", line=dict(color="#1f77b4"),
+                             marker=dict(size=9))
+        self.fig.add_scatter(x=[], y=[], mode="markers", name="selected vertex",
+                             marker=dict(size=15, color="#d62728", symbol="circle-open",
+                                         line=dict(width=3)))
+        self.fig.update_layout(height=430, width=560, margin=dict(l=50, r=10, t=40, b=40),
+                               xaxis_title="flexion (deg)", yaxis_title="abduction (deg)",
+                               legend=dict(orientation="h", y=-0.18))
+        self.preview = go.FigureWidget()
+        for _ in range(5):
+            self.preview.add_scatter3d(x=[], y=[], z=[], mode="lines+markers",
+                                       marker=dict(size=2), line=dict(width=5), showlegend=False)
+        self.preview.update_layout(height=430, width=380, margin=dict(l=0, r=0, t=40, b=0),
+                                   title="pose at the selected vertex",
+                                   scene=dict(aspectmode="data", xaxis_visible=False,
+                                              yaxis_visible=False, zaxis_visible=False))
+
+        self.finger.observe(self._on_bone, "value")
+        self.layer.observe(self._on_bone, "value")
+        self.vertex.observe(self._on_vertex, "value")
+        self.flex.observe(self._on_slider, "value")
+        self.abd.observe(self._on_slider, "value")
+        self.add_btn.on_click(lambda _: self.model.insert_vertex())
+        self.del_btn.on_click(lambda _: self.model.delete_vertex())
+        self.scale_btn.on_click(lambda _: self.model.scale(self.factor.value))
+        self.shift_btn.on_click(lambda _: self.model.translate(
+            np.radians([self.dflex.value, self.dabd.value])))
+        self.undo_btn.on_click(lambda _: self.model.undo())
+        self.reset_btn.on_click(lambda _: self.model.reset_bone())
+        self.reset_all_btn.on_click(lambda _: self.model.reset_all())
+        self.save_btn.on_click(lambda _: self._save())
+        for tr in (self.fig.data[0], self.fig.data[2]):
+            tr.on_click(self._on_plot_click)
+        model.on_change(lambda _m: self.refresh())
+
+        self.widget = W.VBox([
+            W.HBox([self.finger, self.layer, self.vertex]),
+            W.HBox([self.flex, self.abd]),
+            self.click_mode,
+            W.HBox([self.add_btn, self.del_btn, self.undo_btn, self.reset_btn,
+                    self.reset_all_btn, self.save_btn]),
+            W.HBox([self.factor, self.scale_btn, self.dflex, self.dabd, self.shift_btn]),
+            W.HBox([self.fig, self.preview]),
+            self.status,
+        ])
+        self.refresh()
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_bone(self, _change=None) -> None:
+        if not self._syncing:
+            self.model.select_bone(self.finger.value, self.layer.value)
+
+    def _on_vertex(self, change=None) -> None:
+        if not self._syncing and self.vertex.value is not None:
+            self.model.select_vertex(int(self.vertex.value))
+
+    def _on_slider(self, _change=None) -> None:
+        if self._syncing:
+            return
+        to = np.radians([self.flex.value, self.abd.value])
+        if np.allclose(to, self.model.hull[self.model.vertex], atol=1e-9):
+            return
+        self.model.move_vertex(to)
+
+    def _on_plot_click(self, trace, points, _state=None) -> None:
+        if not points.point_inds:
+            return
+        xy = np.radians([points.xs[0], points.ys[0]])
+        mode = self.click_mode.value
+        if mode == "select":
+            self.model.select_vertex(self.model.nearest_vertex(xy))
+        elif mode == "move here":
+            self.model.move_vertex(xy)
+        else:
+            self.model.insert_vertex(xy)
+
+    def _save(self) -> None:
+        try:
+            self.model.save()
+        except (LimitsError, ValueError, OSError):
+            pass  # the model put the reason into its message, shown in the status line
+
+    # ------------------------------------------------------------------ redraw
+    def refresh(self) -> None:
+        m = self.model
+        deg = np.degrees
+        hull = m.hull
+        closed = np.vstack([hull, hull[:1]])
+        fitted = np.vstack([m.fitted_hull, m.fitted_hull[:1]])
+        cloud = m.angles[self._shown, m.bone]
+        finger, layer = divmod(m.bone, 3)
+        self._syncing = True
+        try:
+            self.finger.value = sk.FINGER_NAMES[finger]
+            self.layer.value = LAYER_NAMES[layer]
+            self.vertex.options = [(f"{i}: ({deg(v[0]):.1f}°, {deg(v[1]):.1f}°)", i)
+                                   for i, v in enumerate(hull)]
+            self.vertex.value = m.vertex
+            self.flex.value = float(np.round(deg(hull[m.vertex, 0]), 1))
+            self.abd.value = float(np.round(deg(hull[m.vertex, 1]), 1))
+            with self.fig.batch_update():
+                self.fig.data[0].x, self.fig.data[0].y = deg(cloud[:, 0]), deg(cloud[:, 1])
+                self.fig.data[1].x, self.fig.data[1].y = deg(fitted[:, 0]), deg(fitted[:, 1])
+                self.fig.data[2].x, self.fig.data[2].y = deg(closed[:, 0]), deg(closed[:, 1])
+                self.fig.data[3].x = [deg(hull[m.vertex, 0])]
+                self.fig.data[3].y = [deg(hull[m.vertex, 1])]
+                self.fig.layout.title = f"{m.bone_name}: coverage {100 * m.coverage():.2f}%"
+            pose = m.preview_pose()
+            p = pose - pose[0]
+            from ..viz import FINGER_COLORS
+            with self.preview.batch_update():
+                for f in range(5):
+                    chain = [0, *sk.FINGERS[f]]
+                    tr = self.preview.data[f]
+                    tr.x, tr.y, tr.z = p[chain, 0], p[chain, 2], -p[chain, 1]
+                    hot = f == finger
+                    tr.line = dict(color=FINGER_COLORS[f], width=9 if hot else 4)
+        finally:
+            self._syncing = False
+        msg = f"<br><b>{m.message}</b>" if m.message else ""
+        self.status.value = f"<span class='bmc-status'>{m.summary()}{msg}</span>"
+
+
+def preview_base_pose(kp3d: np.ndarray, is_left: np.ndarray | None = None) -> np.ndarray:
+    """(21, 3) normalised right-hand pose for the editor preview: the training pose whose
+    angles are closest to the per-bone median (a typical, not an extreme, hand)."""
+    from .geometry import bmc_features, canonical_pose
+    kp = canonical_pose(np.asarray(kp3d, dtype=np.float64), is_left)
+    ang = bmc_features(kp)["angles"]
+    i = int(np.argmin(np.abs(ang - np.median(ang, axis=0)).sum((1, 2))))
+    return kp[i]
