@@ -28,6 +28,7 @@ test-lib: env
 bench: env
 	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_bmc.py
 
 lab: env
 	$(BIN)/jupyter lab notebooks

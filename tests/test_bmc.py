@@ -265,7 +265,7 @@ def test_implausible_finger_is_penalised_and_gradient_points_back_inside(source,
         assert (after[:, 0] > ang[:, k, 0]).all()  # flexes back towards the hull
     else:
         assert (np.abs(after[:, 1]) < np.abs(ang[:, k, 1])).all()
-    assert float(bmc.bmc_loss(stepped, limits)["angles"]) < float(out["angles"])
+    assert bmc.bmc_loss(stepped, limits)["angles"].item() < out["angles"].item()
 
 
 def test_loss_is_scale_free_and_mirrors_left_hands(source, limits):
@@ -414,5 +414,7 @@ def test_editor_view_callbacks_drive_the_model_headless(model):
     assert model.limits.edits and model.limits.edits[-1]["op"] == "move"
     np.testing.assert_allclose(view.fig.data[2].x[1], np.degrees(model.hull[1, 0]))
     assert view.fig.data[2].x[1] == pytest.approx(round(float(new[0]), 1))
+    # the flexion slider moved only flexion: abduction keeps its exact (unrounded) value
+    assert model.hull[1, 1] == old[1]
     view.save_btn.click()
     assert model.path.exists() and "saved" in view.status.value

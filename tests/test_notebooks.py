@@ -61,3 +61,10 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
             assert np.isfinite(kp3d).all()
     figs = sorted(p.name for p in (run / "figures").glob("00_*.html"))
     assert "00_domain_gap.html" in figs and len(figs) >= 5
+    # contract of 10_fit_bmc_limits: valid limits fitted on the source training split
+    from weakhand import bmc
+    limits = bmc.load_limits(run / "bmc" / "limits.json")
+    assert limits.provenance["split"] == "train" and limits.provenance["dataset"] == "synth_render"
+    assert limits.provenance["count"] == smoke["n_render_train"]
+    rates = json.loads((run / "metrics" / "10_bmc_limits.json").read_text())["violation_rates"]
+    assert rates["source train"]["bone_length"] == 0.0 and 0.0 <= rates["target test"]["any"] <= 1.0

@@ -260,12 +260,12 @@ class HullEditor:
         self.fig = go.FigureWidget()
         self.fig.add_scattergl(x=[], y=[], mode="markers", name="training angles",
                                marker=dict(size=3, color="rgba(80,80,80,0.35)"))
-        self.fig.add_scatter(x=[], y=[], mode="lines", name="fitted hull",
+        self.fig.add_scatter(x=[], y=[], mode="lines", name="fitted hull", hoverinfo="skip",
                              line=dict(color="gray", dash="dash"))
         self.fig.add_scatter(x=[], y=[], mode="lines+markers", name="hull", fill="toself",
                              fillcolor="rgba(31,119,180,0.12)", line=dict(color="#1f77b4"),
                              marker=dict(size=9))
-        self.fig.add_scatter(x=[], y=[], mode="markers", name="selected vertex",
+        self.fig.add_scatter(x=[], y=[], mode="markers", name="selected vertex", hoverinfo="skip",
                              marker=dict(size=15, color="#d62728", symbol="circle-open",
                                          line=dict(width=3)))
         self.fig.update_layout(height=430, width=560, margin=dict(l=50, r=10, t=40, b=40),
@@ -297,6 +297,10 @@ class HullEditor:
         for tr in (self.fig.data[0], self.fig.data[2]):
             tr.on_click(self._on_plot_click)
         model.on_change(lambda _m: self.refresh())
+        # stable hooks for browser tests and custom CSS
+        self.fig.add_class("bmc-hull-plot")
+        self.preview.add_class("bmc-hand-preview")
+        self.status.add_class("bmc-editor-status")
 
         self.widget = W.VBox([
             W.HBox([self.finger, self.layer, self.vertex]),
@@ -319,11 +323,18 @@ class HullEditor:
         if not self._syncing and self.vertex.value is not None:
             self.model.select_vertex(int(self.vertex.value))
 
-    def _on_slider(self, _change=None) -> None:
+    def _on_slider(self, change=None) -> None:
         if self._syncing:
             return
-        to = np.radians([self.flex.value, self.abd.value])
-        if np.allclose(to, self.model.hull[self.model.vertex], atol=1e-9):
+        # only the coordinate whose slider moved changes: the other keeps its exact value
+        # (the sliders show 0.5° steps)
+        to = self.model.hull[self.model.vertex].copy()
+        owner = getattr(change, "owner", None) if not isinstance(change, dict) else change.get("owner")
+        if owner is not self.abd:
+            to[0] = np.radians(self.flex.value)
+        if owner is not self.flex:
+            to[1] = np.radians(self.abd.value)
+        if np.allclose(to, self.model.hull[self.model.vertex], atol=1e-12):
             return
         self.model.move_vertex(to)
 
