@@ -236,13 +236,13 @@ class HullEditor:
         lay = W.Layout(width="190px")
         self.finger = W.Dropdown(options=list(sk.FINGER_NAMES), description="finger", layout=lay)
         self.layer = W.Dropdown(options=list(LAYER_NAMES), description="joint", layout=lay)
-        self.vertex = W.Dropdown(options=[], description="vertex", layout=lay)
+        self.vertex = W.Dropdown(options=[], description="vertex", layout=W.Layout(width="270px"))
         slider = dict(min=-180.0, max=180.0, step=0.5, continuous_update=False, readout_format=".1f",
                       layout=W.Layout(width="360px"))
         self.flex = W.FloatSlider(description="flexion°", **slider)
         self.abd = W.FloatSlider(description="abduction°", **{**slider, "min": -90.0, "max": 90.0})
         self.click_mode = W.ToggleButtons(options=["select", "move here", "add here"],
-                                          description="click", style={"button_width": "80px"})
+                                          description="click", style={"button_width": "95px"})
         self.add_btn = W.Button(description="add vertex", icon="plus")
         self.del_btn = W.Button(description="delete vertex", icon="trash")
         self.factor = W.BoundedFloatText(value=1.1, min=0.1, max=10.0, step=0.05,
@@ -278,7 +278,8 @@ class HullEditor:
         self.preview.update_layout(height=430, width=380, margin=dict(l=0, r=0, t=40, b=0),
                                    title="pose at the selected vertex",
                                    scene=dict(aspectmode="data", xaxis_visible=False,
-                                              yaxis_visible=False, zaxis_visible=False))
+                                              yaxis_visible=False, zaxis_visible=False,
+                                              camera=dict(eye=dict(x=0.2, y=-1.6, z=0.9))))
 
         self.finger.observe(self._on_bone, "value")
         self.layer.observe(self._on_bone, "value")
