@@ -243,24 +243,44 @@ def weak_anchor(batch: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor, t
 VARIANTS = {
     "2d": "target 2D only (heatmaps on both domains, depth regression on the source)",
     "2d_depth": "target 2D + depth regulariser on the target depth maps",
+    "2d_bmc": "target 2D + biomechanical constraints on the predicted 3D of target samples",
+    "2d_depth_bmc": "target 2D + depth regulariser + biomechanical constraints",
     "full3d": "target with full 3D labels (upper bound)",
 }
+USES_REGULARIZER = {"2d_depth", "2d_depth_bmc"}
+USES_BMC = {"2d_bmc", "2d_depth_bmc"}
+
+
+def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool) -> dict:
+    """Add λ·L_BMC on the predicted 3D of the weakly labelled samples (2D but no 3D)."""
+    from .bmc import bmc_loss_25d
+
+    weak = batch["has_2d"].bool() & ~batch["has_3d"].bool()
+    b = bmc_loss_25d(out["uv"], out["zn"], batch["K"].to(out["uv"]), limits, weak, bmc_weights,
+                     uv_grad)
+    return {**terms, "loss": terms["loss"] + b["bmc"], "bmc": b["bmc"].detach(),
+            "bmc_bone_length": b["bone_length"].detach(), "bmc_root_bones": b["root_bones"].detach(),
+            "bmc_angles": b["angles"].detach()}
 
 
 def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, sigma: float,
                 reg_size: int, prior: dict | None, weights: CaiWeights = CaiWeights(),
-                uv_grad: bool = False) -> dict:
+                uv_grad: bool = False, limits=None, bmc_weights=None) -> dict:
     """Stage-3 loss on a mixed batch: heatmaps (all samples with 2D), smooth-L1 zn (samples
-    with 3D), and — with a regulariser — L1 between the map rendered from the *predicted*
-    joints and the sample's normalised depth map (samples with depth and a valid anchor).
+    with 3D), with a regulariser L1 between the map rendered from the *predicted* joints and
+    the sample's normalised depth map (samples with depth and a valid anchor), and with
+    `limits` the BMC loss (:func:`weakhand.bmc.bmc_loss_25d`, weights `bmc_weights`) on the
+    predicted 3D of weak samples.
 
-    uv_grad=False stops the depth term's gradient at the predicted (u, v): target samples
-    carry 2D labels, so the depth map should teach depth. (It still reaches the 2D heatmaps
-    through the features shared with the depth regression.)"""
+    uv_grad=False stops the depth and BMC terms' gradients at the predicted (u, v): target
+    samples carry 2D labels, so these terms should teach depth. (They still reach the 2D
+    heatmaps through the features shared with the depth regression.)"""
     from .losses import depth_map_loss
 
     out = model(batch)
     terms = pose_losses(batch, out, sigma, model.stride, weights)
+    if limits is not None:
+        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad)
     if regularizer is None:
         return terms
     tgt = depth_map_targets(batch, reg_size)
@@ -275,33 +295,40 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
 
 def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt, reg_cfg: dict,
                  prior: dict, reg_mode: str = "frozen", lr: float = 3e-4, device: str = "cpu",
-                 uv_grad: bool = False):
+                 uv_grad: bool = False, limits=None, bmc_weights=None):
     """Models, optimizer and step function of one stage-3 variant, initialised from the stage-1
     (pose) and stage-2 (regulariser) checkpoints. Returns (models for the Trainer, optimizer,
     step_fn, pose model). A frozen regulariser stays outside the Trainer (evaluation mode, no
-    gradients, not checkpointed); with reg_mode "lowlr" it trains at lr/10 and is checkpointed."""
+    gradients, not checkpointed); with reg_mode "lowlr" it trains at lr/10 and is checkpointed.
+    BMC variants need `limits` (:class:`weakhand.bmc.BMCLimits`) and take `bmc_weights`."""
+    from .bmc import BMCWeights
     from .models import DepthRegularizer
     from .train import load_checkpoint
 
     if variant not in VARIANTS or reg_mode not in ("frozen", "lowlr"):
         raise ValueError(f"variant must be one of {sorted(VARIANTS)} (got {variant!r}) and "
                          f"reg_mode frozen or lowlr (got {reg_mode!r})")
+    if variant in USES_BMC and limits is None:
+        raise ValueError(f"variant {variant!r} needs BMC limits (bmc/limits.json from "
+                         f"10_fit_bmc_limits)")
+    lim = limits if variant in USES_BMC else None
+    bw = bmc_weights or BMCWeights()
     model = CaiPoseNet(net_cfg)
     load_checkpoint(stage1_ckpt, model)
     params = [{"params": model.parameters(), "lr": lr}]
     size = reg_cfg["reg_size"]
-    if variant != "2d_depth":
-        step = lambda m, b: stage3_step(m, None, b, net_cfg.sigma, size, prior)
+    kw = dict(uv_grad=uv_grad, limits=lim, bmc_weights=bw)
+    if variant not in USES_REGULARIZER:
+        step = lambda m, b: stage3_step(m, None, b, net_cfg.sigma, size, prior, **kw)
         return model, torch.optim.Adam(params), step, model
     reg = DepthRegularizer(out_size=size, dropout=reg_cfg.get("reg_dropout", 0.2))
     load_checkpoint(stage2_ckpt, reg)
     if reg_mode == "frozen":
         reg.eval().requires_grad_(False).to(device)
-        step = lambda m, b: stage3_step(m, reg, b, net_cfg.sigma, size, prior, uv_grad=uv_grad)
+        step = lambda m, b: stage3_step(m, reg, b, net_cfg.sigma, size, prior, **kw)
         return model, torch.optim.Adam(params), step, model
     params.append({"params": reg.parameters(), "lr": lr / 10})
-    step = lambda m, b: stage3_step(m["pose"], m["reg"], b, net_cfg.sigma, size, prior,
-                                    uv_grad=uv_grad)
+    step = lambda m, b: stage3_step(m["pose"], m["reg"], b, net_cfg.sigma, size, prior, **kw)
     return {"pose": model, "reg": reg}, torch.optim.Adam(params), step, model
 
 

@@ -53,6 +53,9 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     "steps_stage2": ("optimizer steps of stage 2", 6, 1500, 20000),
     # 50_train_stage3_weak
     "steps_stage3": ("optimizer steps of each stage-3 variant", 4, 400, 10000),
+    # 60_train_pose25d
+    "pose25d_width": ("2.5D network width (channels of the first residual stage)", 8, 24, 48),
+    "steps_25d_stage1": ("optimizer steps of the 2.5D model on the source domain", 6, 1500, 20000),
 }
 
 KNOB_DOCS: dict[str, str] = {k: row[0] for k, row in _KNOB_TABLE.items()}

@@ -10,12 +10,13 @@ from .geometry import (ANGLE_BONE_NAMES, ANGLE_BONES, LAYER_NAMES, PAIR_NAMES, a
                        bmc_features, canonical_pose, joint_angles, palm_features, pose_from_angles)
 from .limits import (SCHEMA, SCHEMA_VERSION, BMCLimits, LimitsError, apply_edit, fit_limits,
                      limits_table, load_limits, save_limits)
-from .loss import BMCWeights, bmc_loss, bmc_penalties, interval_penalty, violation_rates
+from .loss import (BMCWeights, bmc_loss, bmc_loss_25d, bmc_penalties, interval_penalty,
+                   violation_rates)
 
 __all__ = [
     "ANGLE_BONES", "ANGLE_BONE_NAMES", "LAYER_NAMES", "PAIR_NAMES", "SCHEMA", "SCHEMA_VERSION",
     "BMCLimits", "BMCWeights", "HullEditor", "HullEditorModel", "LimitsError", "angle_bone_index",
-    "apply_edit", "bmc_features", "bmc_loss", "bmc_penalties", "canonical_pose", "fit_limits",
+    "apply_edit", "bmc_features", "bmc_loss", "bmc_loss_25d", "bmc_penalties", "canonical_pose", "fit_limits",
     "interval_penalty", "joint_angles", "limits_table", "load_limits", "palm_features",
     "pose_from_angles", "preview_base_pose", "save_limits", "violation_rates",
 ]

@@ -62,7 +62,7 @@ def default_bone_prior() -> torch.Tensor:
 
 def _bone_prior_cost(uv, zr, K, z_root, prior):
     p = reconstruct_25d(uv, zr, K, z_root)
-    lengths = torch.linalg.vector_norm(p[..., 1:, :] - p[..., sk.PARENTS[1:], :], dim=-1)
+    lengths = torch.linalg.vector_norm(p[..., 1:, :] - p[..., sk.PARENTS[1:].tolist(), :], dim=-1)
     ratio = lengths / lengths[..., sk.SCALE_BONE_ID : sk.SCALE_BONE_ID + 1].clamp_min(1e-8)
     return (torch.log(ratio.clamp_min(1e-6)) - torch.log(prior.to(ratio))).square().sum(-1)
 
@@ -132,7 +132,11 @@ class RootRefiner(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)  # starts as the closed form exactly
 
     def forward(self, uv: torch.Tensor, zr: torch.Tensor, K: torch.Tensor) -> dict:
-        """uv (B, 21, 2) px, zr (B, 21), K (B, 3, 3) → {"z_root_closed", "z_root"} (B,)."""
+        """uv (B, 21, 2) px, zr (B, 21), K (B, 3, 3) → {"z_root_closed", "z_root"} (B,).
+
+        Inputs are detached: the refiner is a head on top of the 2.5D pose, and its root loss
+        does not reach the pose network (so the pose ablations do not depend on it)."""
+        uv, zr = uv.detach(), zr.detach()
         closed = root_depth_closed_form(uv, zr, K).detach().clamp(*ROOT_CLAMP)
         xy = _backproject_xy(uv, K)
         inp = torch.cat([zr, xy.flatten(-2), closed[..., None]], -1)

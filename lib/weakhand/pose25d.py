@@ -1,0 +1,142 @@
+"""The 2.5D model family (Iqbal et al. ECCV'18; Spurr et al. ECCV'20): losses, stage steps,
+stage-3 variants, prediction with recovered root depth, and evaluation.
+
+Stage 1 trains :class:`weakhand.models.pose25d.Pose25DNet` on the fully labelled source domain
+(L1 on normalised (u, v), L1 on ẑʳ, L1 of the refined root against the true Ẑ_root). Stage 3
+fine-tunes on half-source, half-target batches; variants:
+
+* ``2d``: target 2D labels only;
+* ``2d_bmc``: plus L_BMC on the predicted 3D of target samples (limits from ``bmc/limits.json``);
+* ``full3d``: target with full 3D labels (upper bound).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+from . import skeleton as sk
+from .losses import masked_mean
+from .models.pose25d import Pose25DConfig, Pose25DNet
+from .models.root_depth import reconstruct_25d
+
+VARIANTS = {
+    "2d": "target 2D only (2D on both domains, 3D on the source)",
+    "2d_bmc": "target 2D + biomechanical constraints on the predicted 3D of target samples",
+    "full3d": "target with full 3D labels (upper bound)",
+}
+
+
+@dataclass(frozen=True)
+class Pose25DWeights:
+    """L = λ_uv·L1(uv / S) + λ_z·L1(ẑʳ) + λ_root·L1(Ẑ_root)."""
+    uv: float = 1.0
+    depth: float = 1.0
+    root: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def true_root(batch: dict) -> torch.Tensor:
+    """(B,) scale-normalised root depth Z_root / s of the labels (NaN without 3D)."""
+    kp3d = batch["kp3d"]
+    a, b = sk.SCALE_BONE
+    s = torch.linalg.vector_norm(kp3d[:, b] - kp3d[:, a], dim=-1)
+    return kp3d[:, sk.ROOT, 2] / s
+
+
+def pose25d_losses(batch: dict, out: dict, weights: Pose25DWeights = Pose25DWeights()) -> dict:
+    """Stage losses on the samples that carry each label (2D: has_2d and finite, in the crop;
+    3D: has_3d)."""
+    from .cai import joint_labels
+
+    lab = joint_labels(batch)
+    size = float(batch["image"].shape[-1])
+    kp2d = torch.nan_to_num(batch["kp2d"].to(out["uv"]), nan=0.0)
+    l_uv = masked_mean((out["uv"] - kp2d).abs().sum(-1) / size, lab["valid2d"])
+    zn = torch.nan_to_num(lab["zn"].to(out["zn"]), nan=0.0)
+    l_z = masked_mean((out["zn"] - zn).abs(), lab["has_3d"][:, None])
+    terms = {"uv": l_uv, "depth": l_z}
+    loss = weights.uv * l_uv + weights.depth * l_z
+    if "z_root" in out:
+        zr = torch.nan_to_num(true_root(batch).to(out["z_root"]), nan=0.0)
+        terms["root"] = masked_mean((out["z_root"] - zr).abs(), lab["has_3d"])
+        loss = loss + weights.root * terms["root"]
+    return {"loss": loss, **terms}
+
+
+def stage_step(model: Pose25DNet, batch: dict, weights: Pose25DWeights = Pose25DWeights(),
+               limits=None, bmc_weights=None, uv_grad: bool = False) -> dict:
+    """One training step's loss dict; with `limits`, + L_BMC on weak samples (2D, no 3D)."""
+    out = model(batch)
+    terms = pose25d_losses(batch, out, weights)
+    if limits is not None:
+        from .cai import _with_bmc
+        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad)
+    return terms
+
+
+def build_stage3(variant: str, cfg: Pose25DConfig, stage1_ckpt, lr: float = 3e-4,
+                 weights: Pose25DWeights = Pose25DWeights(), limits=None, bmc_weights=None,
+                 uv_grad: bool = False):
+    """(model, optimizer, step_fn) of one stage-3 variant from the stage-1 checkpoint."""
+    from .bmc import BMCWeights
+    from .train import load_checkpoint
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    if variant == "2d_bmc" and limits is None:
+        raise ValueError("variant '2d_bmc' needs BMC limits (bmc/limits.json from 10_fit_bmc_limits)")
+    model = Pose25DNet(cfg)
+    load_checkpoint(stage1_ckpt, model)
+    lim = limits if variant == "2d_bmc" else None
+    bw = bmc_weights or BMCWeights()
+    step = lambda m, b: stage_step(m, b, weights, lim, bw, uv_grad)
+    return model, torch.optim.Adam(model.parameters(), lr), step
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device: str) -> dict:
+    """Predictions (uv, zn, z_root, z_root_closed) and labels as numpy arrays (N, ...)."""
+    model.eval()
+    keys = ("kp2d", "kp3d", "vis", "K", "has_3d")
+    acc: dict[str, list] = {k: [] for k in ("uv", "zn", "z_root", "z_root_closed", *keys)}
+    for batch in loader:
+        out = model({"image": batch["image"].to(device), "K": batch["K"].to(device)})
+        for k in ("uv", "zn", "z_root", "z_root_closed"):
+            acc[k].append(out[k].float().cpu())
+        for k in keys:
+            acc[k].append(batch[k].cpu())
+    return {k: torch.cat(v).numpy() for k, v in acc.items()}
+
+
+def evaluate_predictions(p: dict) -> dict:
+    """Target-domain numbers with the root depth **known** (GT root and scale: the Z&B/Cai
+    protocol, comparable with the Cai family) and **recovered** (refined closed-form root ×
+    GT scale: no 3D label used but the scale), plus the root depth error of both roots."""
+    from .cai import evaluate_predictions as known
+
+    res = known(p)
+    sel = p["has_3d"].astype(bool)
+    kp3d = p["kp3d"][sel].astype(np.float64)
+    vis = p["vis"][sel].astype(bool)
+    a, b = sk.SCALE_BONE
+    s = np.linalg.norm(kp3d[:, b] - kp3d[:, a], axis=-1)
+    t = lambda x: torch.as_tensor(np.asarray(x[sel], dtype=np.float64))  # noqa: E731
+    rec = reconstruct_25d(t(p["uv"]), t(p["zn"]), t(p["K"]), t(p["z_root"]),
+                          torch.as_tensor(s)).numpy()
+    e3 = metrics.evaluate_3d(rec, kp3d, vis, align="none")
+    ez = metrics.depth_error(rec[..., 2], kp3d[..., 2], vis)
+    root_true = kp3d[:, sk.ROOT, 2]
+    res.update({
+        "z_err_mm_recovered": ez["mean_abs_z_mm"], "epe_mm_recovered": e3["epe_mean_mm"],
+        "auc_20_50_recovered": e3["auc_20_50"],
+        "root_err_mm_closed": float(np.mean(np.abs(p["z_root_closed"][sel] * s - root_true))),
+        "root_err_mm_refined": float(np.mean(np.abs(p["z_root"][sel] * s - root_true))),
+        "pred3d_recovered": rec,
+    })
+    return res

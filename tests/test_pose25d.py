@@ -1,0 +1,129 @@
+"""The 2.5D model family and BMC as a stage-3 loss term of both families."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from weakhand import bmc, cai, pose25d
+from weakhand import skeleton as sk
+from weakhand.models.pose25d import Pose25DConfig, Pose25DNet
+from weakhand.synth.domains import RENDER
+from weakhand.synth.generator import sample_hand_poses
+from weakhand.train import Trainer
+
+from test_cai import _batch
+
+
+@pytest.fixture(scope="module")
+def limits():
+    kp, side = sample_hand_poses(RENDER, 1500, seed=4)
+    return bmc.fit_limits(kp, side == 0)
+
+
+def _tiny():
+    return Pose25DNet(Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16))
+
+
+def test_pose25d_outputs_and_root_convention():
+    batch, _ = _batch(b=4, s=32)
+    out = _tiny()(batch)
+    assert out["uv"].shape == (4, 21, 2) and out["zn"].shape == (4, 21)
+    assert out["heatmaps"][0].shape == (4, 21, 8, 8) and out["depth_maps"].shape == (4, 21, 8, 8)
+    assert (out["zn"][:, sk.ROOT] == 0).all()
+    assert (out["uv"] >= -0.5).all() and (out["uv"] <= 31.5).all()
+    assert out["z_root"].shape == (4,) and torch.isfinite(out["z_root"]).all()
+    assert "z_root" not in _tiny()(batch["image"])  # no K, no root
+    with pytest.raises(ValueError, match="multiples of 8"):
+        _tiny()(torch.rand(1, 3, 36, 36))
+
+
+def test_losses_use_only_the_labels_each_sample_has():
+    batch, _ = _batch(b=4, s=32)  # samples 2, 3 have no 3D
+    model = _tiny()
+    out = model(batch)
+    terms = pose25d.pose25d_losses(batch, out)
+    assert all(torch.isfinite(v) for v in terms.values())
+    # the 3D terms ignore the weak samples: their predicted depth gets no gradient from them
+    zn = out["zn"]
+    zn.retain_grad()
+    (terms["depth"] + terms["root"]).backward()
+    assert zn.grad[2:].abs().sum() == 0 and zn.grad[:2].abs().sum() > 0
+
+
+def test_bmc_term_acts_on_weak_samples_only_and_stops_at_uv(limits):
+    batch, _ = _batch(b=4, s=32)
+    model = _tiny()
+    out = model(batch)
+    out["uv"].retain_grad()
+    out["zn"].retain_grad()
+    terms = cai._with_bmc({"loss": torch.zeros(())}, out, batch, limits, bmc.BMCWeights(), False)
+    assert terms["bmc"] > 0 and {"bmc_bone_length", "bmc_root_bones", "bmc_angles"} <= set(terms)
+    terms["loss"].backward()
+    assert out["uv"].grad is None or out["uv"].grad.abs().sum() == 0
+    assert out["zn"].grad[:2].abs().sum() == 0 and out["zn"].grad[2:].abs().sum() > 0
+    # all samples fully labelled: nothing is weak, BMC is zero
+    full = dict(batch, has_3d=torch.ones(4, dtype=torch.bool))
+    none = cai._with_bmc({"loss": torch.zeros(())}, model(full), full, limits, bmc.BMCWeights(),
+                         False)
+    assert float(none["bmc"]) == 0.0
+
+
+def test_bmc_loss_25d_matches_bmc_on_the_reconstructed_pose(limits):
+    kp, side = sample_hand_poses(RENDER, 8, seed=9)
+    kp = torch.tensor(bmc.canonical_pose(kp, side == 0, normalize=False) + [10.0, -20.0, 450.0])
+    K = torch.tensor([[400.0, 0, 64], [0, 400.0, 64], [0, 0, 1]], dtype=torch.float64).expand(8, 3, 3)
+    from weakhand.models.root_depth import to_25d
+    uv, zn, _ = to_25d(kp, K)
+    a = bmc.bmc_loss_25d(uv, zn, K, limits)
+    b = bmc.bmc_loss(kp, limits)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-7, rtol=1e-5)
+
+
+def test_stage3_builders_need_limits_for_bmc_variants(tmp_path, limits):
+    batch, _ = _batch(b=4, s=32)
+    cfg = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
+    m = Pose25DNet(cfg)
+    t = Trainer(m, torch.optim.Adam(m.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
+                step_fn=lambda mm, b: pose25d.stage_step(mm, b), show_progress=False)
+    t.fit([batch], resume=False)
+    with pytest.raises(ValueError, match="needs BMC limits"):
+        pose25d.build_stage3("2d_bmc", cfg, t.last_path)
+    model, opt, step = pose25d.build_stage3("2d_bmc", cfg, t.last_path, limits=limits)
+    terms = step(model, batch)
+    assert "bmc" in terms and torch.isfinite(terms["loss"])
+    model, opt, step = pose25d.build_stage3("2d", cfg, t.last_path, limits=limits)
+    assert "bmc" not in step(model, batch)  # limits are ignored by non-BMC variants
+    with pytest.raises(ValueError, match="needs BMC limits"):
+        cai.build_stage3("2d_bmc", cai.PoseNetConfig(width=8, n_stages=1), None, None,
+                         {"reg_size": 16}, {})
+
+
+def test_cai_bmc_variant_step_trains(limits):
+    batch, _ = _batch(b=4, s=32)
+    net = cai.CaiPoseNet(cai.PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
+    out = cai.stage3_step(net, None, batch, 1.5, 16, None, limits=limits,
+                          bmc_weights=bmc.BMCWeights())
+    assert out["bmc"] > 0
+    out["loss"].backward()
+    grads = [p.grad for p in net.reg.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_evaluation_with_known_and_recovered_root():
+    batch, kp3d = _batch(b=4, s=32)
+    full = dict(batch, kp3d=torch.tensor(kp3d, dtype=torch.float32),
+                has_3d=torch.ones(4, dtype=torch.bool))
+    model = _tiny().eval()
+    p = pose25d.predict(model, [full], "cpu")
+    r = pose25d.evaluate_predictions(p)
+    for key in ("epe_mm", "z_err_mm", "epe_mm_recovered", "z_err_mm_recovered",
+                "root_err_mm_closed", "root_err_mm_refined", "auc_20_50_recovered"):
+        assert np.isfinite(r[key]), key
+    # a perfect 2.5D prediction with the true root gives zero error both ways
+    from weakhand.models.root_depth import to_25d
+    uv, zn, s = to_25d(torch.tensor(kp3d), full["K"].double())
+    perfect = dict(p, uv=uv.numpy(), zn=zn.numpy(), z_root=(torch.tensor(kp3d[:, 0, 2]) / s).numpy())
+    r = pose25d.evaluate_predictions(perfect)
+    assert r["epe_mm"] < 1e-3 and r["epe_mm_recovered"] < 1e-3 and r["root_err_mm_refined"] < 1e-3
