@@ -68,3 +68,17 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     assert limits.provenance["count"] == smoke["n_render_train"]
     rates = json.loads((run / "metrics" / "10_bmc_limits.json").read_text())["violation_rates"]
     assert rates["source train"]["bone_length"] == 0.0 and 0.0 <= rates["target test"]["any"] <= 1.0
+    # 50: every stage-3 variant of the Cai family (BMC ones included) has finite target numbers
+    for variant in ("2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "full3d"):
+        m = json.loads((run / "metrics" / f"50_stage3_{variant}.json").read_text())
+        r = m["results"]["sensor test"]
+        assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "auc_20_50", "z_bias_mm")), variant
+        assert (m["bmc"] is not None) == variant.endswith("bmc")
+    # 60: the 2.5D family, source stage and its weak variants, with known and recovered roots
+    s1 = json.loads((run / "metrics" / "60_pose25d_stage1.json").read_text())["results"]
+    assert set(s1) == {"render test", "sensor test"}
+    for variant in ("2d", "2d_bmc", "full3d"):
+        r = json.loads((run / "metrics" / f"60_pose25d_{variant}.json").read_text())["results"]
+        r = r["sensor test"]
+        assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "epe_mm_recovered",
+                                               "root_err_mm_refined")), variant

@@ -127,3 +127,23 @@ def test_evaluation_with_known_and_recovered_root():
     perfect = dict(p, uv=uv.numpy(), zn=zn.numpy(), z_root=(torch.tensor(kp3d[:, 0, 2]) / s).numpy())
     r = pose25d.evaluate_predictions(perfect)
     assert r["epe_mm"] < 1e-3 and r["epe_mm_recovered"] < 1e-3 and r["root_err_mm_refined"] < 1e-3
+
+
+def test_bmc_lift_from_labels_judges_depth_not_the_2d_error():
+    kp, side = sample_hand_poses(RENDER, 1500, seed=4)  # the poses the limits were fitted on
+    lim = bmc.fit_limits(kp, side == 0)
+    right = bmc.canonical_pose(kp[:8], side[:8] == 0, normalize=False) + [0.0, 0.0, 500.0]
+    inside = bmc.violation_rates(right, lim)["any"]
+    K = torch.tensor([[300.0, 0, 32], [0, 300.0, 32], [0, 0, 1]], dtype=torch.float64).expand(8, 3, 3)
+    from weakhand.models.root_depth import to_25d
+    uv, zn, _ = to_25d(torch.tensor(right), K)
+    batch = {"kp2d": uv, "K": K, "has_2d": torch.ones(8, dtype=torch.bool),
+             "has_3d": torch.zeros(8, dtype=torch.bool)}
+    noisy_uv = uv + 4.0 * torch.randn(uv.shape, generator=torch.Generator().manual_seed(0))
+    out = {"uv": noisy_uv, "zn": zn}
+    label = cai._with_bmc({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "label")
+    pred = cai._with_bmc({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "pred")
+    assert inside == 0.0 and float(label["bmc"]) == 0.0  # true depth + labelled 2D: plausible
+    assert float(pred["bmc"]) > 0.05                     # the same depth with a 4 px 2D error is not
+    with pytest.raises(ValueError, match="lift"):
+        cai._with_bmc({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "gt")

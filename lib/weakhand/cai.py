@@ -95,8 +95,9 @@ def predict(model: nn.Module, loader, device: str) -> dict:
 
 
 def evaluate_predictions(p: dict) -> dict:
-    """Target-domain numbers: 2D px error, z error (mm), 3D EPE and AUC, on visible joints of
-    samples with 3D labels; 3D from (u, v, zn) with GT root depth and GT scale (Z&B/Cai)."""
+    """Target-domain numbers: 2D px error, z error and signed z bias (mm; > 0: predicted too far
+    from the camera), 3D EPE and AUC, on visible joints of samples with 3D labels; 3D from
+    (u, v, zn) with GT root depth and GT scale (Z&B/Cai)."""
     sel = p["has_3d"].astype(bool)
     if not sel.any():
         raise ValueError("no sample with a 3D label to evaluate")
@@ -108,7 +109,9 @@ def evaluate_predictions(p: dict) -> dict:
     e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
     e2 = metrics.evaluate_2d(p["uv"][sel], p["kp2d"][sel], vis)
     ez = metrics.depth_error(pred3d[..., 2], kp3d[..., 2], vis)
+    dz = (pred3d[..., 2] - kp3d[..., 2])[vis]
     return {"n": int(sel.sum()), "px_2d_mean": e2["epe_mean_px"], "z_err_mm": ez["mean_abs_z_mm"],
+            "z_bias_mm": float(dz.mean()),
             "epe_mm": e3["epe_mean_mm"], "auc_20_50": e3["auc_20_50"],
             "auc_hand3d_21_50": e3["auc_hand3d_21_50"], "auc_0_50": e3["auc_0_50"],
             "pred3d": pred3d, "gt3d": kp3d}
@@ -245,18 +248,49 @@ VARIANTS = {
     "2d_depth": "target 2D + depth regulariser on the target depth maps",
     "2d_bmc": "target 2D + biomechanical constraints on the predicted 3D of target samples",
     "2d_depth_bmc": "target 2D + depth regulariser + biomechanical constraints",
+    "2d_teacher": "target 2D + pseudo-3D labels from the depth teacher (confidence-weighted)",
     "full3d": "target with full 3D labels (upper bound)",
 }
 USES_REGULARIZER = {"2d_depth", "2d_depth_bmc"}
 USES_BMC = {"2d_bmc", "2d_depth_bmc"}
 
 
-def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool) -> dict:
-    """Add λ·L_BMC on the predicted 3D of the weakly labelled samples (2D but no 3D)."""
+BMC_LIFTS = ("label", "pred")
+
+
+def confidence_depth_loss(batch: dict, out: dict) -> torch.Tensor:
+    """Smooth-L1 on zn like :func:`weakhand.losses.depth_loss`, each joint weighted by
+    ``batch["kp3d_conf"]`` (B, 21) in [0, 1] (1 for true labels, the teacher's confidence for
+    pseudo-labels)."""
+    from torch.nn import functional as F
+
+    lab = joint_labels(batch)
+    valid = lab["has_3d"][:, None] & torch.isfinite(lab["zn"])
+    w = torch.where(valid, batch["kp3d_conf"].to(out["zn"]).clamp(0, 1), torch.zeros_like(out["zn"]))
+    l = F.smooth_l1_loss(out["zn"].float(), torch.nan_to_num(lab["zn"]).float(), reduction="none")
+    return (l * w).sum() / w.sum().clamp_min(1e-6)
+
+
+def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool,
+              lift: str = "label") -> dict:
+    """Add λ·L_BMC on the 3D of the weakly labelled samples (2D but no 3D).
+
+    The 3D is lifted from the predicted depth zn and, with lift="label", the sample's labelled
+    2D keypoints (predicted (u, v) where a label is missing): weak samples carry 2D labels, so
+    BMC then judges the depth alone instead of the network's 2D error. lift="pred" uses the
+    predicted (u, v) (Spurr et al.'s formulation; the gradient reaches them only with uv_grad).
+    """
     from .bmc import bmc_loss_25d
 
+    if lift not in BMC_LIFTS:
+        raise ValueError(f"lift must be one of {BMC_LIFTS}, got {lift!r}")
     weak = batch["has_2d"].bool() & ~batch["has_3d"].bool()
-    b = bmc_loss_25d(out["uv"], out["zn"], batch["K"].to(out["uv"]), limits, weak, bmc_weights,
+    uv = out["uv"]
+    if lift == "label":
+        kp2d = batch["kp2d"].to(uv)
+        ok = torch.isfinite(kp2d).all(-1, keepdim=True)
+        uv = torch.where(ok, torch.nan_to_num(kp2d), uv.detach())
+    b = bmc_loss_25d(uv, out["zn"], batch["K"].to(out["uv"]), limits, weak, bmc_weights,
                      uv_grad)
     return {**terms, "loss": terms["loss"] + b["bmc"], "bmc": b["bmc"].detach(),
             "bmc_bone_length": b["bone_length"].detach(), "bmc_root_bones": b["root_bones"].detach(),
@@ -265,7 +299,7 @@ def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad:
 
 def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, sigma: float,
                 reg_size: int, prior: dict | None, weights: CaiWeights = CaiWeights(),
-                uv_grad: bool = False, limits=None, bmc_weights=None) -> dict:
+                uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label") -> dict:
     """Stage-3 loss on a mixed batch: heatmaps (all samples with 2D), smooth-L1 zn (samples
     with 3D), with a regulariser L1 between the map rendered from the *predicted* joints and
     the sample's normalised depth map (samples with depth and a valid anchor), and with
@@ -279,8 +313,12 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
 
     out = model(batch)
     terms = pose_losses(batch, out, sigma, model.stride, weights)
+    if "kp3d_conf" in batch:  # pseudo-labels: the depth term weighted by per-joint confidence
+        new = confidence_depth_loss(batch, out)
+        terms = {**terms, "loss": terms["loss"] + weights.depth * (new - terms["depth"]),
+                 "depth": new.detach()}
     if limits is not None:
-        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad)
+        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
     if regularizer is None:
         return terms
     tgt = depth_map_targets(batch, reg_size)
@@ -295,7 +333,7 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
 
 def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt, reg_cfg: dict,
                  prior: dict, reg_mode: str = "frozen", lr: float = 3e-4, device: str = "cpu",
-                 uv_grad: bool = False, limits=None, bmc_weights=None):
+                 uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label"):
     """Models, optimizer and step function of one stage-3 variant, initialised from the stage-1
     (pose) and stage-2 (regulariser) checkpoints. Returns (models for the Trainer, optimizer,
     step_fn, pose model). A frozen regulariser stays outside the Trainer (evaluation mode, no
@@ -317,7 +355,7 @@ def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt,
     load_checkpoint(stage1_ckpt, model)
     params = [{"params": model.parameters(), "lr": lr}]
     size = reg_cfg["reg_size"]
-    kw = dict(uv_grad=uv_grad, limits=lim, bmc_weights=bw)
+    kw = dict(uv_grad=uv_grad, limits=lim, bmc_weights=bw, bmc_lift=bmc_lift)
     if variant not in USES_REGULARIZER:
         step = lambda m, b: stage3_step(m, None, b, net_cfg.sigma, size, prior, **kw)
         return model, torch.optim.Adam(params), step, model

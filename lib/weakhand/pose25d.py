@@ -70,19 +70,19 @@ def pose25d_losses(batch: dict, out: dict, weights: Pose25DWeights = Pose25DWeig
 
 
 def stage_step(model: Pose25DNet, batch: dict, weights: Pose25DWeights = Pose25DWeights(),
-               limits=None, bmc_weights=None, uv_grad: bool = False) -> dict:
+               limits=None, bmc_weights=None, uv_grad: bool = False, bmc_lift: str = "label") -> dict:
     """One training step's loss dict; with `limits`, + L_BMC on weak samples (2D, no 3D)."""
     out = model(batch)
     terms = pose25d_losses(batch, out, weights)
     if limits is not None:
         from .cai import _with_bmc
-        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad)
+        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
     return terms
 
 
 def build_stage3(variant: str, cfg: Pose25DConfig, stage1_ckpt, lr: float = 3e-4,
                  weights: Pose25DWeights = Pose25DWeights(), limits=None, bmc_weights=None,
-                 uv_grad: bool = False):
+                 uv_grad: bool = False, bmc_lift: str = "label"):
     """(model, optimizer, step_fn) of one stage-3 variant from the stage-1 checkpoint."""
     from .bmc import BMCWeights
     from .train import load_checkpoint
@@ -95,7 +95,7 @@ def build_stage3(variant: str, cfg: Pose25DConfig, stage1_ckpt, lr: float = 3e-4
     load_checkpoint(stage1_ckpt, model)
     lim = limits if variant == "2d_bmc" else None
     bw = bmc_weights or BMCWeights()
-    step = lambda m, b: stage_step(m, b, weights, lim, bw, uv_grad)
+    step = lambda m, b: stage_step(m, b, weights, lim, bw, uv_grad, bmc_lift)
     return model, torch.optim.Adam(model.parameters(), lr), step
 
 

@@ -1,11 +1,14 @@
-"""Network models: Cai et al. (ECCV'18) 2D CPM, depth regression and depth regulariser, plus
-the depth normalisation / 2.5D -> 3D geometry they share."""
+"""Network models: Cai et al. (ECCV'18) 2D CPM, depth regression and depth regulariser; the
+2.5D latent-heatmap network and root-depth recovery (Iqbal et al., Spurr et al.); Wan et al.'s
+stacked-hourglass dense depth network; and the geometry they share."""
 from __future__ import annotations
 
 from torch import nn
 
 from .depth_regression import DepthRegressionNet
 from .depth_regularizer import DepthRegularizer, regularizer_input
+from .hourglass import (DenseDepthNet, coordinate_maps, dense_loss, downsample_depth,
+                        normalize_depth_crop, unit_vectors)
 from .hand_geometry import (denormalize_joint_depth, normalize_depth_map, normalize_joint_depth,
                             reconstruct_3d, root_relative_depth)
 from .pose2d import (DEFAULT_BETA, DEFAULT_SIGMA, Encoder, Pose2DNet, gaussian_heatmaps, heatmap_to_input,
@@ -18,7 +21,9 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "DEFAULT_BETA", "DEFAULT_SIGMA", "DepthRegressionNet", "DepthRegularizer", "Encoder", "Pose2DNet",
+    "DEFAULT_BETA", "DEFAULT_SIGMA", "DenseDepthNet", "DepthRegressionNet", "DepthRegularizer",
+    "Encoder", "Pose2DNet", "coordinate_maps", "dense_loss", "downsample_depth",
+    "normalize_depth_crop", "unit_vectors",
     "count_parameters", "denormalize_joint_depth", "gaussian_heatmaps", "heatmap_to_input",
     "input_to_heatmap", "normalize_depth_map", "normalize_joint_depth", "reconstruct_3d",
     "regularizer_input", "root_relative_depth", "soft_argmax",
