@@ -69,7 +69,13 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     rates = json.loads((run / "metrics" / "10_bmc_limits.json").read_text())["violation_rates"]
     assert rates["source train"]["bone_length"] == 0.0 and 0.0 <= rates["target test"]["any"] <= 1.0
     # 50: every stage-3 variant of the Cai family (BMC ones included) has finite target numbers
-    for variant in ("2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "full3d"):
+    # 40: the depth model's target numbers and the teacher's pseudo-labels for every weak sample
+    m40 = json.loads((run / "metrics" / "40_depth_teacher.json").read_text())
+    assert np.isfinite(m40["results"]["sensor test"]["epe_mm"]) and m40["fps"]["batch 1"] > 0
+    pseudo = np.load(run / "teacher" / "pseudo_sensor_train.npz")
+    assert pseudo["kp3d"].shape == (smoke["n_sensor_train"], 21, 3)
+    assert np.isfinite(pseudo["kp3d"]).all() and ((pseudo["conf"] >= 0) & (pseudo["conf"] <= 1)).all()
+    for variant in ("2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher", "full3d"):
         m = json.loads((run / "metrics" / f"50_stage3_{variant}.json").read_text())
         r = m["results"]["sensor test"]
         assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "auc_20_50", "z_bias_mm")), variant

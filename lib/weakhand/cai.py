@@ -272,13 +272,14 @@ def confidence_depth_loss(batch: dict, out: dict) -> torch.Tensor:
 
 
 def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool,
-              lift: str = "label") -> dict:
+              lift: str = "label", root: float | None = None) -> dict:
     """Add λ·L_BMC on the 3D of the weakly labelled samples (2D but no 3D).
 
     The 3D is lifted from the predicted depth zn and, with lift="label", the sample's labelled
     2D keypoints (predicted (u, v) where a label is missing): weak samples carry 2D labels, so
     BMC then judges the depth alone instead of the network's 2D error. lift="pred" uses the
     predicted (u, v) (Spurr et al.'s formulation; the gradient reaches them only with uv_grad).
+    `root`: a nominal scale-normalised root depth for the lift instead of the closed form.
     """
     from .bmc import bmc_loss_25d
 
@@ -291,7 +292,7 @@ def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad:
         ok = torch.isfinite(kp2d).all(-1, keepdim=True)
         uv = torch.where(ok, torch.nan_to_num(kp2d), uv.detach())
     b = bmc_loss_25d(uv, out["zn"], batch["K"].to(out["uv"]), limits, weak, bmc_weights,
-                     uv_grad)
+                     uv_grad, root)
     return {**terms, "loss": terms["loss"] + b["bmc"], "bmc": b["bmc"].detach(),
             "bmc_bone_length": b["bone_length"].detach(), "bmc_root_bones": b["root_bones"].detach(),
             "bmc_angles": b["angles"].detach()}
@@ -299,7 +300,8 @@ def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad:
 
 def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, sigma: float,
                 reg_size: int, prior: dict | None, weights: CaiWeights = CaiWeights(),
-                uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label") -> dict:
+                uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label",
+                bmc_root: float | None = None) -> dict:
     """Stage-3 loss on a mixed batch: heatmaps (all samples with 2D), smooth-L1 zn (samples
     with 3D), with a regulariser L1 between the map rendered from the *predicted* joints and
     the sample's normalised depth map (samples with depth and a valid anchor), and with
@@ -318,7 +320,7 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
         terms = {**terms, "loss": terms["loss"] + weights.depth * (new - terms["depth"]),
                  "depth": new.detach()}
     if limits is not None:
-        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
+        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift, bmc_root)
     if regularizer is None:
         return terms
     tgt = depth_map_targets(batch, reg_size)
@@ -333,7 +335,8 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
 
 def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt, reg_cfg: dict,
                  prior: dict, reg_mode: str = "frozen", lr: float = 3e-4, device: str = "cpu",
-                 uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label"):
+                 uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label",
+                 bmc_root: float | None = None):
     """Models, optimizer and step function of one stage-3 variant, initialised from the stage-1
     (pose) and stage-2 (regulariser) checkpoints. Returns (models for the Trainer, optimizer,
     step_fn, pose model). A frozen regulariser stays outside the Trainer (evaluation mode, no
@@ -355,7 +358,7 @@ def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt,
     load_checkpoint(stage1_ckpt, model)
     params = [{"params": model.parameters(), "lr": lr}]
     size = reg_cfg["reg_size"]
-    kw = dict(uv_grad=uv_grad, limits=lim, bmc_weights=bw, bmc_lift=bmc_lift)
+    kw = dict(uv_grad=uv_grad, limits=lim, bmc_weights=bw, bmc_lift=bmc_lift, bmc_root=bmc_root)
     if variant not in USES_REGULARIZER:
         step = lambda m, b: stage3_step(m, None, b, net_cfg.sigma, size, prior, **kw)
         return model, torch.optim.Adam(params), step, model

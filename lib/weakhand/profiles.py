@@ -53,7 +53,7 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     "steps_stage2": ("optimizer steps of stage 2", 6, 1500, 20000),
     # 40_train_depth_teacher
     "dense_width": ("stacked-hourglass width of the depth model", 8, 16, 64),
-    "steps_dense": ("optimizer steps of the depth model", 6, 600, 20000),
+    "steps_dense": ("optimizer steps of the depth model", 6, 2000, 20000),
     # 50_train_stage3_weak
     "steps_stage3": ("optimizer steps of each stage-3 variant", 4, 400, 10000),
     # 60_train_pose25d

@@ -100,18 +100,23 @@ def violation_rates(kp3d: Any, limits: BMCLimits, is_left: Any = None, tol: floa
 
 def bmc_loss_25d(uv: torch.Tensor, zn: torch.Tensor, K: torch.Tensor, limits: BMCLimits,
                  mask: torch.Tensor | None = None, weights: BMCWeights = BMCWeights(),
-                 uv_grad: bool = False) -> dict:
+                 uv_grad: bool = False, z_root: float | torch.Tensor | None = None) -> dict:
     """L_BMC of 2.5D predictions: uv (B, 21, 2) px, zn (B, 21) root-relative depth / scale bone,
     K (B, 3, 3) (right hands, e.g. a mirror_left dataset).
 
     3D = (Ẑ_root + ẑʳ) K⁻¹(u, v, 1) with the closed-form root (detached, clamped to [4, 50]),
     in scale-normalised units — BMC normalises by the scale bone anyway, so only the shape
-    matters. uv_grad=False stops the gradient at (u, v): weak samples carry 2D labels, so BMC
-    should shape depth.
+    matters. `z_root` (scale-normalised, a number or (B,)) replaces the closed form, e.g. a
+    nominal root depth: the closed form has no solution once the predicted depth extent of the
+    scale bone exceeds its length. uv_grad=False stops the gradient at (u, v): weak samples
+    carry 2D labels, so BMC should shape depth.
     """
     from ..models.root_depth import ROOT_CLAMP, reconstruct_25d, root_depth_closed_form
 
     uv_in = uv if uv_grad else uv.detach()
-    root = root_depth_closed_form(uv.detach(), zn.detach(), K).clamp(*ROOT_CLAMP)
+    if z_root is None:
+        root = root_depth_closed_form(uv.detach(), zn.detach(), K).clamp(*ROOT_CLAMP)
+    else:
+        root = torch.as_tensor(z_root, dtype=zn.dtype, device=zn.device).expand(zn.shape[:-1])
     p3d = reconstruct_25d(uv_in, zn, K, root)
     return bmc_loss(p3d, limits, None, weights or BMCWeights(), mask)
