@@ -19,7 +19,7 @@ import numpy as np
 from .. import skeleton as sk
 from . import hull as H
 from .geometry import (ANGLE_BONE_NAMES, LAYER_NAMES, NUM_ANGLE_BONES, angle_bone_index,
-                       pose_from_angles)
+                       bmc_features, canonical_pose, joint_angles, pose_from_angles)
 from .limits import BMCLimits, LimitsError, apply_edit, save_limits
 
 _ADD_OUTWARD = np.radians(2.0)  # a new vertex sits this far outside its edge's midpoint
@@ -187,7 +187,6 @@ class HullEditorModel:
     def preview_pose(self) -> np.ndarray:
         """(21, 3) base pose with the selected bone posed at the selected vertex's angles
         (the other bones keep the base pose's angles)."""
-        from .geometry import joint_angles
         ang = joint_angles(self.base_pose).copy()
         ang[self.bone] = self.hull[self.vertex]
         return pose_from_angles(self.base_pose, ang)
@@ -401,7 +400,6 @@ class HullEditor:
 def preview_base_pose(kp3d: np.ndarray, is_left: np.ndarray | None = None) -> np.ndarray:
     """(21, 3) normalised right-hand pose for the editor preview: the training pose whose
     angles are closest to the per-bone median (a typical, not an extreme, hand)."""
-    from .geometry import bmc_features, canonical_pose
     kp = canonical_pose(np.asarray(kp3d, dtype=np.float64), is_left)
     ang = bmc_features(kp)["angles"]
     i = int(np.argmin(np.abs(ang - np.median(ang, axis=0)).sum((1, 2))))
