@@ -115,3 +115,25 @@ def test_confidence_weighted_depth_term():
     l = cai.confidence_depth_loss(dict(batch, kp3d_conf=zero_first), out)
     only1 = depth_loss(out["zn"][1:2], lab["zn"][1:2], lab["has_3d"][1:2])
     assert torch.allclose(l, only1)
+
+
+def test_pseudo_label_quality_on_a_hand_computed_case():
+    truth = np.zeros((2, 21, 3))
+    kp3d = truth.copy()
+    kp3d[0, :, 0] = 3.0   # sample 0: every joint 3 mm off
+    kp3d[1, :, 2] = 9.0   # sample 1: every joint 9 mm off
+    conf = np.stack([np.full(21, 0.9), np.full(21, 0.1)])  # the better sample is the confident one
+    q = dt.pseudo_label_quality(kp3d, conf, truth)
+    assert q["epe_mm"] == pytest.approx(6.0)
+    assert q["epe_mm_confident_half"] == pytest.approx(3.0) and q["epe_mm_other_half"] == pytest.approx(9.0)
+    assert q["conf_err_spearman"] < -0.5
+
+
+def test_pseudo_labels_are_saved_atomically_and_reload(tmp_path):
+    kp3d = np.random.default_rng(0).normal(size=(4, 21, 3)).astype(np.float32)
+    conf = np.full((4, 21), 0.5, np.float32)
+    path = dt.save_pseudo_labels(tmp_path / "teacher" / "pseudo.npz", kp3d, conf)
+    back = np.load(path)
+    np.testing.assert_array_equal(back["kp3d"], kp3d)
+    np.testing.assert_array_equal(back["conf"], conf)
+    assert [p.name for p in path.parent.iterdir()] == ["pseudo.npz"]

@@ -185,3 +185,60 @@ def with_labels(base, kp3d: np.ndarray | None = None, conf: np.ndarray | None = 
     arrays[CONF_FIELD] = conf
     manifest = dict(base.manifest, name=name or base.name)
     return HandData(base.path, manifest, arrays, mmap=False)
+
+
+def pseudo_labels(model: DenseDepthNet, dataset, cfg: DenseConfig, device: str,
+                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher predictions for every sample of a (mirror_left, un-augmented) HandDataset:
+    (kp3d (N, 21, 3) mm in the stored frame, conf (N, 21) in [0, 1])."""
+    p = predict(model, torch.utils.data.DataLoader(dataset, batch_size=batch_size), cfg, device)
+    conf = np.zeros((len(dataset), sk.NUM_JOINTS), np.float32)
+    conf[p["index"].astype(int)] = p["conf"]
+    return stored_frame(p), conf
+
+
+def save_pseudo_labels(path, kp3d: np.ndarray, conf: np.ndarray):
+    """Write pseudo-labels as an .npz (kp3d, conf) atomically."""
+    import io as _io
+
+    from .io import atomic_write_bytes
+    buf = _io.BytesIO()
+    np.savez(buf, kp3d=np.asarray(kp3d, np.float32), conf=np.asarray(conf, np.float32))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def pseudo_label_quality(kp3d: np.ndarray, conf: np.ndarray, truth: np.ndarray) -> dict:
+    """Error of pseudo-labels (N, 21, 3) against held-back truth (mm), split at the median
+    confidence, and the rank correlation between confidence and error (< 0: confidence is a
+    useful weight). A report only: the truth must never reach training."""
+    err = np.linalg.norm(np.asarray(kp3d, np.float64) - np.asarray(truth, np.float64), axis=-1)
+    hi = conf >= np.median(conf)
+    rank = lambda a: np.argsort(np.argsort(a.ravel()))  # noqa: E731
+    return {"n": int(len(err)), "epe_mm": float(err.mean()),
+            "epe_mm_confident_half": float(err[hi].mean()),
+            "epe_mm_other_half": float(err[~hi].mean()),
+            "conf_err_spearman": float(np.corrcoef(rank(conf), rank(err))[0, 1])}
+
+
+def frames_per_second(model: DenseDepthNet, dataset, cfg: DenseConfig, device: str,
+                      batch_size: int, repeats: int = 3) -> float:
+    """Median inference throughput (forward + voting + mean-shift) in frames/s at one batch
+    size (after a warm-up; CUDA synchronised)."""
+    import time
+
+    n = min(batch_size, len(dataset))
+    x = next(iter(torch.utils.data.DataLoader(dataset, batch_size=n)))
+    x = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in x.items()}
+    model.eval()
+    cuda = str(device).startswith("cuda")
+    infer(model, x, cfg)
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        infer(model, x, cfg)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return n / float(np.median(times))
