@@ -57,14 +57,14 @@ def test_bmc_term_acts_on_weak_samples_only_and_stops_at_uv(limits):
     out = model(batch)
     out["uv"].retain_grad()
     out["zn"].retain_grad()
-    terms = cai._with_bmc({"loss": torch.zeros(())}, out, batch, limits, bmc.BMCWeights(), False)
+    terms = cai.bmc_term({"loss": torch.zeros(())}, out, batch, limits, bmc.BMCWeights(), False)
     assert terms["bmc"] > 0 and {"bmc_bone_length", "bmc_root_bones", "bmc_angles"} <= set(terms)
     terms["loss"].backward()
     assert out["uv"].grad is None or out["uv"].grad.abs().sum() == 0
     assert out["zn"].grad[:2].abs().sum() == 0 and out["zn"].grad[2:].abs().sum() > 0
     # all samples fully labelled: nothing is weak, BMC is zero
     full = dict(batch, has_3d=torch.ones(4, dtype=torch.bool))
-    none = cai._with_bmc({"loss": torch.zeros(())}, model(full), full, limits, bmc.BMCWeights(),
+    none = cai.bmc_term({"loss": torch.zeros(())}, model(full), full, limits, bmc.BMCWeights(),
                          False)
     assert float(none["bmc"]) == 0.0
 
@@ -141,9 +141,9 @@ def test_bmc_lift_from_labels_judges_depth_not_the_2d_error():
              "has_3d": torch.zeros(8, dtype=torch.bool)}
     noisy_uv = uv + 4.0 * torch.randn(uv.shape, generator=torch.Generator().manual_seed(0))
     out = {"uv": noisy_uv, "zn": zn}
-    label = cai._with_bmc({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "label")
-    pred = cai._with_bmc({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "pred")
+    label = cai.bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "label")
+    pred = cai.bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "pred")
     assert inside == 0.0 and float(label["bmc"]) == 0.0  # true depth + labelled 2D: plausible
     assert float(pred["bmc"]) > 0.05                     # the same depth with a 4 px 2D error is not
     with pytest.raises(ValueError, match="lift"):
-        cai._with_bmc({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "gt")
+        cai.bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "gt")

@@ -271,7 +271,7 @@ def confidence_depth_loss(batch: dict, out: dict) -> torch.Tensor:
     return (l * w).sum() / w.sum().clamp_min(1e-6)
 
 
-def _with_bmc(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool,
+def bmc_term(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool,
               lift: str = "label", root: float | None = None) -> dict:
     """Add λ·L_BMC on the 3D of the weakly labelled samples (2D but no 3D).
 
@@ -320,7 +320,7 @@ def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, si
         terms = {**terms, "loss": terms["loss"] + weights.depth * (new - terms["depth"]),
                  "depth": new.detach()}
     if limits is not None:
-        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift, bmc_root)
+        terms = bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift, bmc_root)
     if regularizer is None:
         return terms
     tgt = depth_map_targets(batch, reg_size)

@@ -140,12 +140,9 @@ def evaluate(p: dict) -> dict:
     pred, gt, vis = p["pred3d"][sel].astype(np.float64), p["kp3d"][sel].astype(np.float64), p["vis"][sel]
     e = metrics.evaluate_3d(pred, gt, vis, align="none")
     ez = metrics.depth_error(pred[..., 2], gt[..., 2], vis)
-    d = np.linalg.norm(pred - gt, axis=-1)
-    per_joint = np.array([d[vis[:, j], j].mean() if vis[:, j].any() else np.nan
-                          for j in range(sk.NUM_JOINTS)])
     return {"n": int(sel.sum()), "epe_mm": e["epe_mean_mm"], "epe_median_mm": e["epe_median_mm"],
             "auc_20_50": e["auc_20_50"], "auc_0_50": e["auc_0_50"], "z_err_mm": ez["mean_abs_z_mm"],
-            "per_joint_mm": per_joint}
+            "per_joint_mm": np.asarray(e["per_keypoint_epe_mm"])}
 
 
 # ----------------------------------------------------------------------------- teacher

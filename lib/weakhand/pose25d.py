@@ -44,9 +44,7 @@ class Pose25DWeights:
 def true_root(batch: dict) -> torch.Tensor:
     """(B,) scale-normalised root depth Z_root / s of the labels (NaN without 3D)."""
     kp3d = batch["kp3d"]
-    a, b = sk.SCALE_BONE
-    s = torch.linalg.vector_norm(kp3d[:, b] - kp3d[:, a], dim=-1)
-    return kp3d[:, sk.ROOT, 2] / s
+    return kp3d[:, sk.ROOT, 2] / sk.scale_length(kp3d)
 
 
 def pose25d_losses(batch: dict, out: dict, weights: Pose25DWeights = Pose25DWeights()) -> dict:
@@ -75,8 +73,8 @@ def stage_step(model: Pose25DNet, batch: dict, weights: Pose25DWeights = Pose25D
     out = model(batch)
     terms = pose25d_losses(batch, out, weights)
     if limits is not None:
-        from .cai import _with_bmc
-        terms = _with_bmc(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
+        from .cai import bmc_term
+        terms = bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
     return terms
 
 
@@ -124,8 +122,7 @@ def evaluate_predictions(p: dict) -> dict:
     sel = p["has_3d"].astype(bool)
     kp3d = p["kp3d"][sel].astype(np.float64)
     vis = p["vis"][sel].astype(bool)
-    a, b = sk.SCALE_BONE
-    s = np.linalg.norm(kp3d[:, b] - kp3d[:, a], axis=-1)
+    s = sk.scale_length(kp3d)
     t = lambda x: torch.as_tensor(np.asarray(x[sel], dtype=np.float64))  # noqa: E731
     rec = reconstruct_25d(t(p["uv"]), t(p["zn"]), t(p["K"]), t(p["z_root"]),
                           torch.as_tensor(s)).numpy()

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .. import skeleton as sk
+from ..viz import FINGER_COLORS
 from . import hull as H
 from .geometry import (ANGLE_BONE_NAMES, LAYER_NAMES, NUM_ANGLE_BONES, angle_bone_index,
                        bmc_features, canonical_pose, joint_angles, pose_from_angles)
@@ -383,7 +384,6 @@ class HullEditor:
                 self.fig.layout.title = f"{m.bone_name}: coverage {100 * m.coverage():.2f}%"
             pose = m.preview_pose()
             p = pose - pose[0]
-            from ..viz import FINGER_COLORS
             with self.preview.batch_update():
                 for f in range(5):
                     chain = [0, *sk.FINGERS[f]]

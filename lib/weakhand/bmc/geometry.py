@@ -38,8 +38,6 @@ NUM_ANGLE_BONES = len(ANGLE_BONES)  # 15
 LAYER_NAMES = ("mcp", "pip", "dip")  # joint at which the bone's angle is measured
 PAIR_NAMES = tuple(f"{a}-{b}" for a, b in zip(sk.FINGER_NAMES[:-1], sk.FINGER_NAMES[1:]))
 _EPS = 1e-8
-_PARENT_IDX = torch.tensor(sk.PARENTS[1:].tolist())
-_ROOT_BONE_IDX = torch.tensor(sk.ROOT_BONES.tolist())
 
 
 def angle_bone_index(finger: int | str, layer: int | str) -> int:
@@ -122,11 +120,6 @@ def canonical_pose(kp3d: Any, is_left: Any = None, normalize: bool = True):
     return _back(kp, was_np)
 
 
-def bones_of(kp: torch.Tensor) -> torch.Tensor:
-    """(..., 21, 3) → (..., 20, 3) bone vectors child − parent."""
-    return kp[..., 1:, :] - kp[..., _PARENT_IDX.to(kp.device), :]
-
-
 # ----------------------------------------------------------------------------- palm
 def palm_normals(root_bones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Root bones (..., 5, 3) thumb→little → (plane normals n (..., 4, 3), edge normals (..., 5, 3))."""
@@ -145,7 +138,7 @@ def palm_features(kp3d: Any) -> dict:
     pairs ordered thumb–index, index–middle, middle–ring, ring–little.
     """
     kp, was_np = _as_tensor(kp3d)
-    r = bones_of(kp)[..., _ROOT_BONE_IDX.to(kp.device), :]
+    r = sk.bone_vectors(kp)[..., sk.ROOT_BONES.tolist(), :]
     _, e = palm_normals(r)
     dr = r[..., 1:, :] - r[..., :-1, :]
     de = e[..., 1:, :] - e[..., :-1, :]
@@ -181,8 +174,8 @@ def joint_angles(kp3d: Any) -> Any:
     (:func:`canonical_pose`).
     """
     kp, was_np = _as_tensor(kp3d)
-    bones = bones_of(kp)
-    fingers = bones[..., :, :].reshape(*bones.shape[:-2], 5, 4, 3)  # (..., finger, link, 3)
+    bones = sk.bone_vectors(kp)
+    fingers = bones.reshape(*bones.shape[:-2], 5, 4, 3)  # (..., finger, link, 3)
     x, y, z = _first_frames(fingers[..., 0, :])
     out = []
     for layer in range(1, 4):  # three layers, all five fingers at once
@@ -209,7 +202,7 @@ def pose_from_angles(kp3d: Any, angles: Any) -> Any:
     ang = ang.to(kp)
     batch = torch.broadcast_shapes(kp.shape[:-2], ang.shape[:-2])
     kp, ang = kp.expand(*batch, *kp.shape[-2:]), ang.expand(*batch, *ang.shape[-2:])
-    bones = bones_of(kp)
+    bones = sk.bone_vectors(kp)
     fingers = bones.reshape(*bones.shape[:-2], 5, 4, 3)
     lengths = safe_norm(fingers)
     ang = ang.reshape(*batch, 5, 3, 2)
@@ -239,5 +232,5 @@ def bmc_features(kp3d: Any, is_left: Any = None) -> dict:
     kp, was_np = _as_tensor(kp3d)
     kp = canonical_pose(kp, is_left)
     palm = palm_features(kp)
-    out = {"bone_length": safe_norm(bones_of(kp)), **palm, "angles": joint_angles(kp)}
+    out = {"bone_length": safe_norm(sk.bone_vectors(kp)), **palm, "angles": joint_angles(kp)}
     return {k: _back(v, was_np) for k, v in out.items()}

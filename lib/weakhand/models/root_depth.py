@@ -37,8 +37,7 @@ def to_25d(kp3d: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """Camera-space joints (..., 21, 3) (mm) → (uv (..., 21, 2) px, zr (..., 21), s (...) mm)."""
     p = torch.einsum("...ij,...kj->...ki", K, kp3d)
     uv = p[..., :2] / p[..., 2:3]
-    a, b = sk.SCALE_BONE
-    s = torch.linalg.vector_norm(kp3d[..., b, :] - kp3d[..., a, :], dim=-1)
+    s = sk.scale_length(kp3d)
     zr = (kp3d[..., 2] - kp3d[..., sk.ROOT : sk.ROOT + 1, 2]) / s[..., None]
     return uv, zr, s
 
@@ -53,8 +52,7 @@ def default_bone_prior() -> torch.Tensor:
         from ..synth.domains import RENDER
         from ..synth.generator import sample_hand_poses
         kp, _ = sample_hand_poses(RENDER, 2000, seed=12345)
-        kp = torch.as_tensor(kp)
-        lengths = torch.linalg.vector_norm(kp[..., 1:, :] - kp[..., sk.PARENTS[1:].tolist(), :], dim=-1)
+        lengths = torch.as_tensor(sk.bone_lengths(kp))
         _PRIOR_CACHE["ratios"] = (lengths / lengths[..., sk.SCALE_BONE_ID : sk.SCALE_BONE_ID + 1]
                                   ).mean(0).float()
     return _PRIOR_CACHE["ratios"]
@@ -62,7 +60,7 @@ def default_bone_prior() -> torch.Tensor:
 
 def _bone_prior_cost(uv, zr, K, z_root, prior):
     p = reconstruct_25d(uv, zr, K, z_root)
-    lengths = torch.linalg.vector_norm(p[..., 1:, :] - p[..., sk.PARENTS[1:].tolist(), :], dim=-1)
+    lengths = sk.bone_lengths(p)
     ratio = lengths / lengths[..., sk.SCALE_BONE_ID : sk.SCALE_BONE_ID + 1].clamp_min(1e-8)
     return (torch.log(ratio.clamp_min(1e-6)) - torch.log(prior.to(ratio))).square().sum(-1)
 
