@@ -88,3 +88,16 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
         r = r["sensor test"]
         assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "epe_mm_recovered",
                                                "root_err_mm_refined")), variant
+    # 70: the results table has every variant of both families with finite numbers, the report exists
+    res70 = json.loads((run / "metrics" / "70_results.json").read_text())
+    rows = {(r["family"], r["variant"]) for r in res70["rows"]}
+    assert rows == {("cai", v) for v in ("source", "2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher",
+                                        "full3d")} | {("pose25d", v) for v in ("source", "2d", "2d_bmc", "full3d")}
+    for r in res70["rows"]:
+        assert all(np.isfinite(r[f"{k}_mean"]) for k in ("px_2d_mean", "z_err_mm", "epe_mm", "auc_0_50",
+                                                          "auc_20_50", "pa_epe_mm", "bmc_violation_items")), r
+        assert np.isfinite(r["rec_epe_mm_mean"]) == (r["family"] == "pose25d")
+    assert {(g["family"], g["variant"]) for g in res70["gaps"]} >= {("cai", "2d_depth_bmc"), ("pose25d", "2d_bmc")}
+    assert (run / "metrics" / "70_results.csv").read_text().count("\n") == len(res70["rows"]) + 1
+    report = (run / "report.html").read_text()
+    assert report.count("<table>") >= 3 and "plotly" in report

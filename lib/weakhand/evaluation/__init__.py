@@ -1,0 +1,103 @@
+"""Evaluation of every trained variant of a run folder (notebook ``70_evaluate``).
+
+    scores, tvs = evaluation.evaluate_run(run.path, "synth_sensor/test", limits=limits)
+    table = evaluation.results_table(scores)          # rows + gap closure, mean ± std over seeds
+
+``scores[family][variant][seed]`` is :func:`score`'s dict for one trained model.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .report import Report, table_html
+from .scores import (GAP_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS, aggregate,
+                     display_gaps, display_rows, fmt, gap_closed, paper_reference_rows,
+                     results_table, scalars, score, table_csv, versus_2d,
+                     violation_summary)
+from .variants import (FAMILIES, FAMILY_LABELS, ROW_LABELS, ROW_ORDER, TrainedVariant, discover,
+                       load_model, predict, train_size)
+
+__all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
+           "TABLE_METRICS", "WEAK_VARIANTS", "aggregate", "display_gaps", "display_rows", "fmt",
+           "gap_closed", "paper_reference_rows", "results_table", "scalars", "score", "table_csv",
+           "versus_2d", "violation_summary", "FAMILIES", "FAMILY_LABELS", "ROW_LABELS", "ROW_ORDER", "TrainedVariant",
+           "discover", "load_model", "predict", "train_size"]
+
+
+def test_sets(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Test splits to evaluate on: the synthetic target ``synth_sensor/test`` and the test split
+    of every converted real dataset under ``<run>/data`` (recipes write their evaluation protocol
+    into the manifest's ``extra.protocol``). {split path relative to data/: protocol dict}."""
+    import json
+    data = Path(run_dir) / "data"
+    out: dict[str, dict[str, Any]] = {}
+    if (data / "synth_sensor/test/manifest.json").is_file():
+        out["synth_sensor/test"] = {"root": "wrist", "align": "GT root + scale; Procrustes",
+                                    "notes": "the synthetic target domain (sensor look)"}
+    for m in sorted(data.glob("*/*/manifest.json")):
+        name = f"{m.parent.parent.name}/{m.parent.name}"
+        if name.startswith("synth_"):
+            continue
+        try:
+            extra = json.loads(m.read_text()).get("extra", {}) or {}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{m}: unreadable manifest: {exc}") from exc
+        proto = extra.get("protocol")
+        if proto and proto.get("eval_split", "test") == m.parent.name:
+            out[name] = proto
+    return out
+
+
+def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *,
+                 families: Iterable[str] = FAMILIES, seeds: Iterable[int] | None = None,
+                 limits=None, device: str = "cpu", batch_size: int = 64,
+                 show_progress: bool = True) -> tuple[dict, list[TrainedVariant]]:
+    """Predict and score every trained variant of `run_dir` on ``data/<split>``.
+
+    Returns (scores[family][variant][seed] = :func:`score` dict, the variants evaluated).
+    Raises FileNotFoundError naming the run folder when it holds no trained variant.
+    """
+    import torch
+
+    from ..data import HandDataset
+    from ..progress import progress
+
+    run = Path(run_dir)
+    tvs = discover(run, families, seeds)
+    if not tvs:
+        raise FileNotFoundError(f"{run}: no trained variant found (run 20_train_stage1_pose, "
+                                "50_train_stage3_weak or 60_train_pose25d first)")
+    loaders: dict[int, Any] = {}
+    scores: dict[str, dict[str, dict[int, dict]]] = {}
+    for tv in progress(tvs, desc=f"evaluating on {split}", disable=not show_progress):
+        model, info = load_model(tv, device)
+        size = train_size(info)
+        if size not in loaders:
+            ds = HandDataset(run / "data" / split, out_size=size, mirror_left=True)
+            loaders[size] = torch.utils.data.DataLoader(ds, batch_size=batch_size)
+        p = predict(tv, model, loaders[size], device)
+        scores.setdefault(tv.family, {}).setdefault(tv.variant, {})[tv.seed] = score(p, limits)
+    return scores, tvs
+
+
+def any_score(scores: dict, family: str | None = None) -> dict:
+    """One score dict of `scores` (of `family` if given; the smallest seed): its labels
+    (``gt3d``, ``kp2d``, ``index``) are the same in every score of a split."""
+    by_variant = scores[family] if family else next(iter(scores.values()))
+    by_seed = next(iter(by_variant.values()))
+    return by_seed[min(by_seed)]
+
+
+def dataset_for(run_dir: str | os.PathLike, split: str, tv: TrainedVariant):
+    """The HandDataset (at the variant's crop size, left hands mirrored) its scores index."""
+    from ..data import HandDataset
+    return HandDataset(Path(run_dir) / "data" / split, out_size=train_size(load_info(tv)),
+                       mirror_left=True)
+
+
+def load_info(tv: TrainedVariant) -> dict:
+    from ..train.checkpoint import checkpoint_info
+    return checkpoint_info(tv.checkpoint)

@@ -1,0 +1,303 @@
+"""Scores of one variant's predictions, their aggregation over seeds, and the results table.
+
+Protocol (``../shared/methods.md`` §5): hand3d/FreiHAND ``EvalUtil`` semantics (visible joints,
+``d <= t``, per-keypoint averaging), AUC on ``linspace(0, 50, 100)`` and ``linspace(20, 50, 100)``
+mm, "median" = mean of per-keypoint medians. "Known root": 3D from (u, v, zn) with the
+ground-truth root depth and scale bone (Zimmermann & Brox / Cai). "Aligned": similarity
+Procrustes per sample with det(R) = +1. "Recovered root" (2.5D only): the model's own refined root
+depth times the ground-truth scale.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import metrics
+from .. import skeleton as sk
+from ..models import reconstruct_3d
+from .variants import FAMILY_LABELS, ROW_LABELS, ROW_ORDER
+
+#: scalar metrics of :func:`score` shown in the results table (key, column title, digits)
+TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
+    ("px_2d_mean", "2D px", 2),
+    ("z_err_mm", "z err mm", 1),
+    ("epe_mm", "EPE mm", 1),
+    ("epe_median_mm", "EPE median mm", 1),
+    ("auc_0_50", "AUC 0-50", 3),
+    ("auc_20_50", "AUC 20-50", 3),
+    ("pa_epe_mm", "PA-EPE mm", 1),
+    ("pa_auc_0_50", "PA-AUC 0-50", 3),
+    ("pa_auc_20_50", "PA-AUC 20-50", 3),
+    ("rec_epe_mm", "EPE mm (recovered root)", 1),
+    ("rec_auc_20_50", "AUC 20-50 (recovered root)", 3),
+    ("bmc_violation_items", "BMC items violated", 3),
+)
+#: the metrics whose (target 2D -> full 3D) gap closure is reported
+GAP_METRICS = ("z_err_mm", "epe_mm")
+#: weak variants whose gap closure is reported (the references are "2d" and "full3d")
+WEAK_VARIANTS = ("2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher")
+
+# The papers' own numbers, as a reference on *different data* (not a target for ours).
+PAPER_REFERENCE = (
+    {"paper": "Cai et al. ECCV 2018", "data": "STB (real RGB-D)", "metric": "AUC 20-50 mm",
+     "target 2D": 0.807, "+ depth regularizer / + BMC": 0.889, "full 3D": None},
+    {"paper": "Spurr et al. ECCV 2020", "data": "FreiHAND (2.5D, GT root)", "metric": "3D EPE mm",
+     "target 2D": 20.92, "+ depth regularizer / + BMC": 13.78, "full 3D": 8.78},
+    {"paper": "Spurr et al. ECCV 2020", "data": "FreiHAND (2.5D, GT root)", "metric": "z error mm",
+     "target 2D": 17.02, "+ depth regularizer / + BMC": 9.97, "full 3D": 5.69},
+)
+
+
+def _per_sample_mean(d: np.ndarray) -> np.ndarray:
+    """(N, J) distances with NaN = not scored -> (N,) mean over scored joints (NaN if none)."""
+    cnt = np.isfinite(d).sum(1)
+    return np.where(cnt > 0, np.nansum(d, 1) / np.maximum(cnt, 1), np.nan)
+
+
+def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) -> dict[str, Any]:
+    """Every number of one variant on one test split.
+
+    `p`: predictions as from :func:`weakhand.evaluation.variants.predict` (``uv`` (N,21,2) px,
+    ``zn`` (N,21), optional ``z_root`` (N,) scale-bone units) with labels ``kp2d``, ``kp3d`` (mm),
+    ``vis``, ``K``, ``has_3d``. Only samples with a 3D label are scored; joints with vis = 0 are
+    skipped. `limits`: :class:`weakhand.bmc.BMCLimits` for the violation rates of the predicted
+    poses (None: skipped).
+
+    Returns floats (mm, px, fractions; keys of ``TABLE_METRICS`` and more) and, with
+    `keep_arrays`, numpy arrays: ``pck_t`` (100,) mm, ``pck`` (100,), ``per_joint_epe`` (21,),
+    ``per_joint_z`` (21,), ``z_signed`` (visible joints of all samples) mm, ``sample_epe`` (N,)
+    mm, ``pred3d``/``gt3d`` (N,21,3) mm, ``uv``/``kp2d`` (N,21,2) px, ``index`` (N,).
+    """
+    sel = np.asarray(p["has_3d"]).astype(bool)
+    if not sel.any():
+        raise ValueError("no sample with a 3D label to evaluate")
+    f64 = lambda k: np.asarray(p[k], dtype=np.float64)[sel]  # noqa: E731
+    kp3d, uv, zn, K, kp2d = f64("kp3d"), f64("uv"), f64("zn"), f64("K"), f64("kp2d")
+    vis = np.asarray(p["vis"])[sel].astype(bool)
+    if not (np.isfinite(uv).all() and np.isfinite(zn).all()):
+        raise ValueError("predictions contain NaN or inf (uv or zn): the model diverged")
+    scale = sk.scale_length(kp3d)
+    pred3d = reconstruct_3d(uv, zn, K, kp3d[:, sk.ROOT, 2], scale)
+    e2 = metrics.evaluate_2d(uv, kp2d, vis)
+    ez = metrics.depth_error(pred3d[..., 2], kp3d[..., 2], vis)
+    e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
+    pa = metrics.evaluate_3d(pred3d, kp3d, vis, align="procrustes")
+    z_signed = (pred3d[..., 2] - kp3d[..., 2])[vis]
+    out: dict[str, Any] = {
+        "n_samples": int(sel.sum()),
+        "px_2d_mean": e2["epe_mean_px"], "px_2d_median": e2["epe_median_hand3d_px"],
+        "z_err_mm": ez["mean_abs_z_mm"], "z_err_median_mm": ez["median_abs_z_hand3d_mm"],
+        "z_bias_mm": float(z_signed.mean()),
+        "epe_mm": e3["epe_mean_mm"], "epe_median_mm": e3["epe_median_hand3d_mm"],
+        "auc_0_50": e3["auc_0_50"], "auc_20_50": e3["auc_20_50"],
+        "pa_epe_mm": pa["epe_mean_mm"], "pa_epe_median_mm": pa["epe_median_hand3d_mm"],
+        "pa_auc_0_50": pa["auc_0_50"], "pa_auc_20_50": pa["auc_20_50"],
+    }
+    if "z_root" in p:  # 2.5D: the model's own root depth (refined closed form) x GT scale
+        from ..models.root_depth import reconstruct_25d
+        t = lambda x: torch.as_tensor(x)  # noqa: E731
+        zr = np.asarray(p["z_root"], dtype=np.float64)[sel]
+        rec = reconstruct_25d(t(uv), t(zn), t(K), t(zr), t(scale)).numpy()
+        er = metrics.evaluate_3d(rec, kp3d, vis, align="none")
+        out.update({"rec_epe_mm": er["epe_mean_mm"], "rec_auc_0_50": er["auc_0_50"],
+                    "rec_auc_20_50": er["auc_20_50"],
+                    "rec_z_err_mm": metrics.depth_error(rec[..., 2], kp3d[..., 2], vis)["mean_abs_z_mm"],
+                    "root_err_mm": float(np.mean(np.abs(zr * scale - kp3d[:, sk.ROOT, 2])))})
+    else:
+        out.update({k: math.nan for k in ("rec_epe_mm", "rec_auc_0_50", "rec_auc_20_50",
+                                          "rec_z_err_mm", "root_err_mm")})
+    if limits is not None:
+        from ..bmc import violation_rates
+        out.update(violation_summary(pred3d, limits))
+    else:
+        out["bmc_violation_items"] = out["bmc_violation_any"] = math.nan
+    if keep_arrays:
+        out.update({
+            "pck_t": e3["pck_thresholds_mm"], "pck": e3["pck_curve"],
+            "pa_pck": pa["pck_curve"],
+            "per_joint_epe": e3["per_keypoint_epe_mm"], "per_joint_z": ez["per_keypoint_abs_z_mm"],
+            "z_signed": z_signed,
+            "sample_epe": _per_sample_mean(metrics.keypoint_distances(pred3d, kp3d, vis)),
+            "pred3d": pred3d, "gt3d": kp3d, "uv": uv, "kp2d": kp2d,
+            "index": np.asarray(p.get("index", np.arange(len(sel))))[sel],
+        })
+    return out
+
+
+def violation_summary(kp3d: np.ndarray, limits) -> dict[str, float]:
+    """BMC violation rates of poses (N, 21, 3) mm: ``bmc_violation_items`` = the fraction of all
+    (pose, constraint item) pairs violated (20 bones, 4 + 4 palm items, 15 joint hulls),
+    ``bmc_violation_<family>`` and ``bmc_violation_any`` = fraction of poses violating at least
+    one item of that family / of any family."""
+    from ..bmc import violation_rates
+    v = violation_rates(kp3d, limits)
+    items = np.concatenate([np.asarray(r, dtype=np.float64) for r in v["per_item"].values()])
+    return {"bmc_violation_items": float(items.mean()),
+            **{f"bmc_violation_{k}": float(v[k]) for k in v if k != "per_item"}}
+
+
+def scalars(s: Mapping[str, Any]) -> dict[str, float]:
+    """The float/int entries of a :func:`score` dict (JSON-safe)."""
+    return {k: (float(v) if isinstance(v, float) else v) for k, v in s.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def aggregate(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Scalar metrics over seeds -> {metric: {"mean", "std", "n"}}; std is the sample standard
+    deviation (ddof 1; NaN for a single seed). NaN entries (metric not defined) stay NaN."""
+    keys = [k for k, v in scalars(per_seed[0]).items() if isinstance(v, float)]
+    out = {}
+    for k in keys:
+        x = np.array([float(s[k]) for s in per_seed], dtype=np.float64)
+        n = int(np.isfinite(x).sum())
+        mean = float(np.nanmean(x)) if n else math.nan
+        std = float(np.nanstd(x, ddof=1)) if n > 1 else math.nan
+        out[k] = {"mean": mean, "std": std, "n": n}
+    return out
+
+
+def gap_closed(weak: float, method: float, full: float) -> float:
+    """Fraction of the (target 2D -> full 3D) gap a method closes, for an error metric:
+    (weak - method) / (weak - full); 1 = as good as full 3D, 0 = no better than target 2D,
+    < 0 = worse. NaN when the gap is (numerically) zero."""
+    gap = weak - full
+    return (weak - method) / gap if abs(gap) > 1e-9 else math.nan
+
+
+def _seed_gaps(scores: Mapping[str, Mapping[int, Mapping[str, Any]]], variant: str,
+               metric: str) -> list[float]:
+    """Per-seed gap closure of `variant`, pairing each of its seeds with the same seed of the
+    references when present (else the references' seed mean)."""
+    refs = {r: scores.get(r, {}) for r in ("2d", "full3d")}
+    if not all(refs.values()):
+        return []
+    mean = {r: float(np.mean([s[metric] for s in refs[r].values()])) for r in refs}
+    out = []
+    for seed, s in sorted(scores.get(variant, {}).items()):
+        w = refs["2d"][seed][metric] if seed in refs["2d"] else mean["2d"]
+        f = refs["full3d"][seed][metric] if seed in refs["full3d"] else mean["full3d"]
+        out.append(gap_closed(w, s[metric], f))
+    return out
+
+
+def versus_2d(agg: Mapping[str, Mapping[str, Mapping[str, float]]], variant: str,
+              metric: str = "z_err_mm") -> dict[str, Any]:
+    """Is `variant` better than "+ target 2D" on an error `metric` by more than the seed spread?
+
+    spread = the larger of the two seed standard deviations. Verdicts: "better", "worse",
+    "within seed spread", or "single seed: spread unknown" (fewer than 2 seeds on either side).
+    """
+    a, b = agg[variant][metric], agg["2d"][metric]
+    diff = a["mean"] - b["mean"]
+    spread = max(a["std"], b["std"]) if min(a["n"], b["n"]) > 1 else math.nan
+    if not math.isfinite(spread):
+        verdict = "single seed: spread unknown"
+    elif abs(diff) <= spread:
+        verdict = "within seed spread"
+    else:
+        verdict = "better" if diff < 0 else "worse"
+    return {"diff": diff, "spread": spread, "verdict": verdict}
+
+
+def results_table(scores: Mapping[str, Mapping[str, Mapping[int, Mapping[str, Any]]]]) -> dict[str, Any]:
+    """The study's table from ``scores[family][variant][seed] = score(...)``.
+
+    Returns {"rows": [...], "gaps": [...]}: one row per (family, variant) in ROW_ORDER with, per
+    metric of TABLE_METRICS, ``<key>_mean`` / ``<key>_std`` and the number of seeds; ``gaps``:
+    per family and weak variant, the fraction of the (target 2D -> full 3D) gap closed in each of
+    GAP_METRICS (mean and std over seeds) and the z-error comparison with "+ target 2D"
+    (:func:`versus_2d`).
+    """
+    rows, gaps = [], []
+    for family, by_variant in scores.items():
+        agg = {v: aggregate(list(by_seed.values())) for v, by_seed in by_variant.items() if by_seed}
+        for v in sorted(agg, key=ROW_ORDER.index):
+            row: dict[str, Any] = {"family": family, "family_label": FAMILY_LABELS[family],
+                                   "variant": v, "label": ROW_LABELS[v],
+                                   "seeds": sorted(by_variant[v])}
+            for k, _, _ in TABLE_METRICS:
+                m = agg[v].get(k, {"mean": math.nan, "std": math.nan})
+                row[f"{k}_mean"], row[f"{k}_std"] = m["mean"], m["std"]
+            for k in ("z_bias_mm", "z_err_median_mm", "pa_epe_median_mm", "root_err_mm"):
+                row[f"{k}_mean"] = agg[v].get(k, {"mean": math.nan})["mean"]
+            rows.append(row)
+        if not {"2d", "full3d"} <= set(agg):
+            continue
+        for v in WEAK_VARIANTS:
+            if v not in agg:
+                continue
+            g: dict[str, Any] = {"family": family, "variant": v, "label": ROW_LABELS[v]}
+            for m in GAP_METRICS:
+                per_seed = _seed_gaps(by_variant, v, m)
+                g[f"{m}_gap_closed"] = float(np.mean(per_seed))
+                g[f"{m}_gap_closed_std"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
+            g["z_vs_2d"] = versus_2d(agg, v, "z_err_mm")
+            g["epe_vs_2d"] = versus_2d(agg, v, "epe_mm")
+            gaps.append(g)
+    return {"rows": rows, "gaps": gaps}
+
+
+def fmt(mean: float, std: float, digits: int) -> str:
+    """'12.3 ± 0.4' (or '12.3' for one seed, '—' for undefined)."""
+    if not math.isfinite(mean):
+        return "—"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if math.isfinite(std) else "")
+
+
+def display_rows(table: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows of :func:`results_table` formatted for :func:`weakhand.viz.table` / the report."""
+    out = []
+    for r in table["rows"]:
+        d = {"model": f"{r['family_label']}: {r['label']}", "seeds": str(len(r["seeds"]))}
+        for k, title, digits in TABLE_METRICS:
+            d[title] = fmt(r[f"{k}_mean"], r[f"{k}_std"], digits)
+        out.append(d)
+    return out
+
+
+def display_gaps(table: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Gap-closure rows formatted (percentages, verdicts) for display."""
+    pct = lambda m, s: "—" if not math.isfinite(m) else f"{100 * m:.0f} %" + (  # noqa: E731
+        f" ± {100 * s:.0f}" if math.isfinite(s) else "")
+    out = []
+    for g in table["gaps"]:
+        zc, ec = g["z_vs_2d"], g["epe_vs_2d"]
+        out.append({
+            "family": FAMILY_LABELS[g["family"]], "variant": g["label"],
+            "z-error gap closed": pct(g["z_err_mm_gap_closed"], g["z_err_mm_gap_closed_std"]),
+            "EPE gap closed": pct(g["epe_mm_gap_closed"], g["epe_mm_gap_closed_std"]),
+            "z err vs target 2D (mm)": f"{zc['diff']:+.1f}" + (
+                f" (spread {zc['spread']:.1f})" if math.isfinite(zc["spread"]) else ""),
+            "z verdict": zc["verdict"], "EPE verdict": ec["verdict"],
+        })
+    return out
+
+
+def paper_reference_rows() -> list[dict[str, str]]:
+    """The papers' figures (different data!) with the gap closure they imply where defined."""
+    out = []
+    for r in PAPER_REFERENCE:
+        g = (gap_closed(r["target 2D"], r["+ depth regularizer / + BMC"], r["full 3D"])
+             if r["full 3D"] is not None else math.nan)
+        out.append({**{k: ("—" if v is None else str(v)) for k, v in r.items()},
+                    "gap closed": "—" if not math.isfinite(g) else f"{100 * g:.0f} %"})
+    return out
+
+
+def table_csv(table: Mapping[str, Any]) -> str:
+    """The results rows as CSV (one line per family/variant; mean and std columns)."""
+    import csv
+    import io
+    cols = ["family", "variant", "label", "n_seeds"] + [f"{k}_{s}" for k, _, _ in TABLE_METRICS
+                                                         for s in ("mean", "std")]
+    cols += ["z_bias_mm_mean", "z_err_median_mm_mean", "pa_epe_median_mm_mean", "root_err_mm_mean"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in table["rows"]:
+        w.writerow({**{k: r.get(k) for k in cols if k != "n_seeds"}, "n_seeds": len(r["seeds"])})
+    return buf.getvalue()

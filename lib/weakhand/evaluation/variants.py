@@ -1,0 +1,137 @@
+"""Trained variants of a run folder: discovery, loading and prediction on a test split.
+
+A *variant* is one trained pose model: family ``"cai"`` (notebooks 20/50: heatmaps + depth
+regression, evaluated with the ground-truth root depth and scale) or ``"pose25d"`` (notebook 60:
+2.5D with a recovered root), stage-3 variant name (``"2d"``, ``"2d_depth"``, ...; ``"source"``
+for the stage-1 source-only model) and seed (0 for the default run; ``weakhand ablate --seeds``
+adds ``<dir>_seed<k>`` repeats that share stages 1-2).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..runs import split_seeded_name
+from ..train.checkpoint import CheckpointError, checkpoint_info, load_checkpoint
+
+FAMILIES = ("cai", "pose25d")
+FAMILY_LABELS = {"cai": "Cai (GT root)", "pose25d": "2.5D"}
+#: table order: the ablation ladder from source-only to the full-3D upper bound
+ROW_ORDER = ("source", "2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher", "full3d")
+ROW_LABELS = {
+    "source": "source only",
+    "2d": "+ target 2D",
+    "2d_depth": "+ target 2D + depth regularizer",
+    "2d_bmc": "+ target 2D + BMC",
+    "2d_depth_bmc": "+ target 2D + depth reg. + BMC",
+    "2d_teacher": "+ target 2D + depth-teacher pseudo-labels",
+    "full3d": "full 3D on target (upper bound)",
+}
+#: folder of the source-only (stage-1) model and prefix of the stage-3 folders, per family
+_STAGE1 = {"cai": "stage1_pose/best.pt", "pose25d": "pose25d_stage1/best.pt"}
+_PREFIX = {"cai": "stage3_", "pose25d": "pose25d_"}
+
+
+@dataclass(frozen=True)
+class TrainedVariant:
+    family: str        # "cai" | "pose25d"
+    variant: str       # a key of ROW_LABELS
+    seed: int          # stage-3 seed (the source-only model: its stage-1 run, seed 0)
+    checkpoint: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.variant}"
+
+    @property
+    def label(self) -> str:
+        return f"{FAMILY_LABELS[self.family]}: {ROW_LABELS[self.variant]}"
+
+
+def _known_variants(family: str) -> set[str]:
+    from .. import cai, pose25d
+    return set((cai if family == "cai" else pose25d).VARIANTS)
+
+
+def discover(run_dir: str | os.PathLike, families: Iterable[str] = FAMILIES,
+             seeds: Iterable[int] | None = None) -> list[TrainedVariant]:
+    """Every trained variant in `run_dir`, sorted by family, ROW_ORDER, seed.
+
+    Stage-3 models are the ``last.pt`` of ``stage3_<variant>[_seed<k>]`` /
+    ``pose25d_<variant>[_seed<k>]`` (stage 3 has no validation split); source-only models the
+    stage-1 ``best.pt``. `seeds` keeps only those stage-3 seeds (None: all found).
+    """
+    run = Path(run_dir)
+    keep = None if seeds is None else {int(s) for s in seeds}
+    found: list[TrainedVariant] = []
+    for fam in families:
+        if fam not in FAMILIES:
+            raise ValueError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
+        s1 = run / _STAGE1[fam]
+        if s1.is_file():
+            found.append(TrainedVariant(fam, "source", 0, s1))
+        known = _known_variants(fam)
+        for d in sorted(run.glob(f"{_PREFIX[fam]}*")):
+            base, seed = split_seeded_name(d.name)
+            variant = base[len(_PREFIX[fam]):]
+            if variant in known and (d / "last.pt").is_file() and (keep is None or seed in keep):
+                found.append(TrainedVariant(fam, variant, seed, d / "last.pt"))
+    return sorted(found, key=lambda v: (FAMILIES.index(v.family), ROW_ORDER.index(v.variant), v.seed))
+
+
+def _net_config(tv: TrainedVariant, info: dict) -> dict:
+    net = info["config"].get("net")
+    if net:
+        return net
+    # stage-3 checkpoints written before the network config was stored: stage 1 defines it
+    stage1 = tv.checkpoint.parent.parent / _STAGE1[tv.family]
+    if stage1.is_file():
+        net = checkpoint_info(stage1)["config"].get("net")
+    if not net:
+        raise CheckpointError(f"{tv.checkpoint}: no network configuration in the checkpoint and "
+                              f"none in {stage1}", tv.checkpoint)
+    return net
+
+
+def load_model(tv: TrainedVariant, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on `device`, checkpoint info). The info's ``config["train_size"]``
+    is the crop size the model expects."""
+    info = checkpoint_info(tv.checkpoint)
+    net = _net_config(tv, info)
+    if tv.family == "cai":
+        from ..cai import CaiPoseNet, PoseNetConfig
+        model = CaiPoseNet(PoseNetConfig(**net))
+    else:
+        from ..models.pose25d import Pose25DConfig, Pose25DNet
+        model = Pose25DNet(Pose25DConfig(**{**net, "blocks": tuple(net.get("blocks", (1, 1, 1)))}))
+    stored = set(info.get("models", []))
+    # a stage-3 run with a trainable regulariser stores {"pose", "reg"}: evaluate the pose net
+    load_checkpoint(tv.checkpoint, {"pose": model} if "pose" in stored else model)
+    return model.to(device).eval(), info
+
+
+def train_size(info: dict) -> int:
+    size = info["config"].get("train_size")
+    if not size:
+        raise CheckpointError(f"{info.get('path')}: checkpoint config has no train_size", info.get("path"))
+    return int(size)
+
+
+_PRED_KEYS = ("kp2d", "kp3d", "vis", "K", "has_3d")
+
+
+@torch.no_grad()
+def predict(tv: TrainedVariant, model: torch.nn.Module, loader, device: str = "cpu") -> dict:
+    """Predictions of one variant over a loader of :class:`~weakhand.data.HandDataset` batches:
+    numpy ``uv`` (N,21,2) input px, ``zn`` (N,21) root-relative depth / scale bone, for 2.5D
+    also ``z_root`` / ``z_root_closed`` (N,) in scale-bone units, plus the labels
+    (kp2d, kp3d mm, vis, K of the crop, has_3d) and ``index`` (N,) dataset indices."""
+    from .. import cai, pose25d
+    p = (cai if tv.family == "cai" else pose25d).predict(model, loader, device)
+    p["index"] = np.arange(len(p["uv"]))
+    return p
