@@ -20,7 +20,7 @@ from .scores import (GAP_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS,
 from .variants import (FAMILIES, FAMILY_LABELS, ROW_LABELS, ROW_ORDER, TrainedVariant, discover,
                        load_model, predict, train_size)
 
-__all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
+__all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "write_demo_crops", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
            "TABLE_METRICS", "WEAK_VARIANTS", "aggregate", "display_gaps", "display_rows", "fmt",
            "gap_closed", "paper_reference_rows", "results_table", "scalars", "score", "table_csv",
            "versus_2d", "violation_summary", "FAMILIES", "FAMILY_LABELS", "ROW_LABELS", "ROW_ORDER", "TrainedVariant",
@@ -89,6 +89,39 @@ def any_score(scores: dict, family: str | None = None) -> dict:
     by_variant = scores[family] if family else next(iter(scores.values()))
     by_seed = next(iter(by_variant.values()))
     return by_seed[min(by_seed)]
+
+
+def write_demo_crops(run_dir: str | os.PathLike, split: str, indices: Iterable[int],
+                     out_dir: str | os.PathLike, broken: bool = True) -> tuple[Path, Path, bool]:
+    """Write test crops of ``data/<split>`` as PNG files with their intrinsics (``K.json``:
+    {file name: 3x3}) for a `weakhand predict` demo; with `broken`, also a corrupt PNG and a
+    text file (predict reports them and goes on). Returns (images folder, K file, True if every
+    written crop is a left hand)."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..io import atomic_write_text
+
+    d = load_dataset(Path(run_dir) / "data" / split)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    Ks, sides = {}, []
+    for i in indices:
+        name = f"{split.replace('/', '_')}_{int(i):05d}.png"
+        rgb = np.asarray(d.arrays["rgb"][int(i)])
+        if not cv2.imwrite(str(out / name), np.ascontiguousarray(rgb[..., ::-1])):
+            raise OSError(f"could not write {out / name}")
+        Ks[name] = np.asarray(d.arrays["K"][int(i)], dtype=float).tolist()
+        sides.append(int(d.arrays["side"][int(i)]))
+    if broken:
+        (out / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+        (out / "notes.txt").write_text("not an image\n")
+    k_path = out.parent / "K.json"
+    atomic_write_text(k_path, json.dumps(Ks, indent=1))
+    return out, k_path, all(s == 0 for s in sides)
 
 
 def dataset_for(run_dir: str | os.PathLike, split: str, tv: TrainedVariant):
