@@ -21,6 +21,8 @@ from . import __version__
 SUBCOMMANDS: dict[str, str] = {
     "run": "weakhand.runner",
     "data": "weakhand.data.cli",
+    "predict": "weakhand.predict",
+    "ablate": "weakhand.ablate",
 }
 
 
