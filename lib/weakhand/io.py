@@ -22,7 +22,7 @@ os.umask(_UMASK)
 
 def _tmp_sibling(path: Path, is_dir: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f"{path.name}{TMP_MARK}"
+    prefix = f"{path.name}{TMP_MARK}{os.getpid()}-"  # the writer's pid: see clean_stale_temporaries
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
         os.chmod(tmp, 0o777 & ~_UMASK)
@@ -87,7 +87,8 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
 
     Yields the temporary directory to fill. On any exception (or KeyboardInterrupt) the
     temporary directory is removed and `path` is untouched. With `overwrite=True` an existing
-    `path` is replaced (the old one is removed only after the new one is complete).
+    `path` is replaced (the old one is removed only after the new one is complete). Without
+    it, a `path` that another process completed meanwhile wins and this build is dropped.
     Leftover temporaries of killed runs are removed by `clean_stale_temporaries`.
     """
     path = Path(path)
@@ -97,6 +98,11 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp = _tmp_sibling(path, is_dir=True)
     try:
         yield tmp
+        if path.exists() and not overwrite:
+            # another process (e.g. a second DDP rank) completed the same artifact first: keep
+            # theirs, drop ours
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         if path.exists():
             old = _tmp_sibling(path, is_dir=True)
             old.rmdir()
@@ -110,12 +116,30 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove `<name>.tmp-*` siblings of `path` left behind by killed writers."""
+    """Remove `<name>.tmp-<pid>-*` siblings of `path` left behind by killed writers.
+
+    A temporary whose writer (pid in its name, on this machine) is still alive is kept: several
+    processes (e.g. DDP ranks) may build the same artifact at once. Names without a pid (older
+    versions) count as stale.
+    """
     path = Path(path)
     removed = []
     if path.parent.exists():
         for p in path.parent.glob(f"{path.name}{TMP_MARK}*"):
+            pid = p.name[len(path.name) + len(TMP_MARK):].split("-", 1)[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:

@@ -15,6 +15,24 @@ atomically after every notebook. Kernel-level stderr (startup warnings, crashes)
 Nothing runs unless every selected notebook has exactly one ``parameters`` cell made of
 ``name = literal  # comment`` lines that papermill can parse, declares the injected
 parameters, and every ``-p`` name is declared by at least one selected notebook.
+
+Several processes: ``--nproc N`` (N > 1) re-launches the run under ``python -m
+torch.distributed.run --standalone --nproc_per_node N`` (one node; with ``--device cuda``
+one GPU per process, NCCL; on the CPU gloo). Every process (rank) runs the runner and executes
+the training notebooks (those that construct a ``Trainer(``, or whose metadata says
+``{"weakhand": {"ranks": "all"}}``) with papermill; their kernels inherit ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and a fresh ``MASTER_PORT`` per notebook, so
+the Trainer in them trains with DistributedDataParallel (see :mod:`weakhand.train.distributed`;
+the effective batch is N x the notebook's batch). The other notebooks (data generation,
+fitting, plots; or metadata ``"ranks": "rank0"``) run on rank 0 alone, as a plain single
+process, while the other ranks wait. No rank starts a notebook before rank 0 has finished the
+previous one, and rank 0 goes on after a notebook of all ranks only when every rank has
+finished it. Rank 0 writes the usual outputs (``runs/<name>/NN_name.ipynb``, ``run.json``,
+kernel logs); rank k > 0 writes its executed notebooks, kernel logs, ``runner.log`` and its own
+``run.json`` under ``runs/<name>/logs/rank<k>/`` and never touches ``runs/<name>/run.json``.
+When a notebook fails on any rank, torchrun stops the others and ``run.json`` names the failing
+rank and cell. ``--nproc N`` with ``--device cuda`` and fewer than N GPUs is refused before
+anything starts. In Python: ``run_notebooks(..., nproc=N)``.
 """
 from __future__ import annotations
 
@@ -73,6 +91,7 @@ class NotebookSpec:
     path: Path
     parameters: dict[str, Parameter] = field(default_factory=dict)
     parameters_cell: int = -1                  # index of the parameters cell
+    ranks: str = "rank0"                       # with --nproc: "all" ranks run it, or rank 0 only
 
     @property
     def number(self) -> str:
@@ -179,7 +198,19 @@ def read_notebook(path: str | os.PathLike) -> NotebookSpec:
         raise RunnerError(f"{name}: papermill cannot parse parameter(s) {', '.join(p.name for p in lost)} "
                           f"({detail}): a parameter line must contain a single '=' (none in the comment "
                           "or in a string) or papermill ignores it")
-    return NotebookSpec(name, path, params, idx)
+    return NotebookSpec(name, path, params, idx, _notebook_ranks(nb, name))
+
+
+def _notebook_ranks(nb, name: str) -> str:
+    """Which ranks execute a notebook under ``--nproc``: metadata ``weakhand.ranks`` ("all" |
+    "rank0") when given, else "all" when a code cell constructs a ``Trainer(``."""
+    meta = (nb.metadata.get("weakhand") or {}).get("ranks")
+    if meta is not None:
+        if meta not in ("all", "rank0"):
+            raise RunnerError(f"{name}: metadata weakhand.ranks must be 'all' or 'rank0', got {meta!r}")
+        return meta
+    trains = any(c.cell_type == "code" and "Trainer(" in c.source for c in nb.cells)
+    return "all" if trains else "rank0"
 
 
 def _match(selector: str, names: list[str]) -> str:
@@ -315,9 +346,14 @@ def _now() -> str:
 
 
 @contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
+def _environ(**values: str | None) -> Iterator[None]:
+    """Set (a value) or unset (None) environment variables for the block."""
     old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         yield
     finally:
@@ -402,14 +438,229 @@ def _format_table(record: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _default_command(name, profile, device, only, start, stop, overrides) -> list[str]:
+def _default_command(name, profile, device, only, start, stop, overrides, nproc=1) -> list[str]:
     argv = ["weakhand", "run", "--name", name, "--profile", profile, "--device", device]
     for flag, v in (("--only", only), ("--from", start), ("--to", stop)):
         if v:
             argv += [flag, v if isinstance(v, str) else ",".join(v)]
     for k, v in overrides.items():
         argv += ["-p", f"{k}={v!r}"]
+    if nproc > 1:
+        argv += ["--nproc", str(nproc)]
     return argv
+
+
+# --------------------------------------------------------------------------------------------
+# several processes (--nproc)
+# --------------------------------------------------------------------------------------------
+NPROC_ENV = "WEAKHAND_NPROC"            # set by the launcher for the ranks it starts
+ARGV_ENV = "WEAKHAND_RUN_ARGV"          # the user's command, recorded by rank 0 (JSON list)
+OMP_ENV = "WEAKHAND_OMP_NUM_THREADS"    # the launcher's OMP_NUM_THREADS ("" = unset)
+_STORE_PREFIX = "weakhand/run/"
+_KERNEL_DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                     "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME",
+                     "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE",
+                     "TORCHELASTIC_ERROR_FILE", "TORCHELASTIC_RUN_ID",
+                     "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS")
+
+
+@dataclass
+class _RankJob:
+    rank: int
+    world: int
+    store: Any = None       # the torchrun job's key-value store (rank coordination)
+
+
+def _check_nproc(nproc: Any) -> int:
+    try:
+        n = int(nproc)
+    except (TypeError, ValueError):
+        raise RunnerError(f"--nproc must be a positive integer, got {nproc!r}") from None
+    if n < 1 or n != nproc:
+        raise RunnerError(f"--nproc must be a positive integer, got {nproc!r}")
+    return n
+
+
+def check_nproc_device(nproc: int, device: str) -> None:
+    """RunnerError when `nproc` processes cannot each get their own device: with CUDA every
+    process needs a GPU (NCCL refuses two ranks on one GPU)."""
+    if nproc > 1 and device.startswith("cuda"):
+        import torch
+        n = torch.cuda.device_count()
+        if n < nproc:
+            raise RunnerError(f"--nproc {nproc} with device {device} needs {nproc} GPUs (one per "
+                              f"process) but torch sees {n}; use --nproc {max(n, 1)} or --device cpu")
+
+
+def _rank_job() -> _RankJob | None:
+    """This process's place in a job started by the launcher (:func:`_launch`); None in any
+    other process (the launcher itself, a kernel, a plain run)."""
+    n = os.environ.get(NPROC_ENV)
+    if not n or os.environ.get("TORCHELASTIC_RUN_ID") is None:
+        return None
+    ws, r = os.environ.get("WORLD_SIZE"), os.environ.get("RANK")
+    if ws != n or r is None:
+        raise RunnerError(f"{NPROC_ENV}={n} but the torchrun job has WORLD_SIZE={ws}, RANK={r}")
+    return _RankJob(int(r), int(ws))
+
+
+def _job_store(job: _RankJob):
+    """Client of the torchrun job's store (the ranks agree on per-notebook ports through it)."""
+    if job.store is None:
+        import datetime as dt
+
+        import torch.distributed as dist
+        job.store, _, _ = next(dist.rendezvous("env://", timeout=dt.timedelta(days=7)))
+    return job.store
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rank_dir(run_dir: Path, rank: int) -> Path:
+    return run_dir / LOG_DIR / f"rank{rank}"
+
+
+def _sync_notebook(job: _RankJob, index: int, spec: NotebookSpec) -> dict:
+    """Rank 0 publishes how notebook `index` runs (after finishing the previous one); the other
+    ranks wait for that: {"name", "ranks": "all" | "rank0", "port"}."""
+    store = _job_store(job)
+    key = f"{_STORE_PREFIX}{index}"
+    if job.rank == 0:
+        info = {"name": spec.name, "ranks": spec.ranks,
+                "port": _free_port() if spec.ranks == "all" else 0}
+        store.set(key, json.dumps(info))
+        return info
+    while not store.check([key]):  # poll: a blocking get would not see torchrun's SIGTERM
+        time.sleep(0.2)
+    info = json.loads(store.get(key))
+    if info["name"] != spec.name:
+        raise RunnerError(f"rank {job.rank} expected notebook {spec.name}, rank 0 runs {info['name']}")
+    return info
+
+
+def _sync_done(job: _RankJob, index: int) -> None:
+    """After notebook `index` of all ranks succeeded here: ranks > 0 report it, rank 0 waits
+    for their reports (so no rank still writes into the run folder when rank 0 goes on)."""
+    store = _job_store(job)
+    if job.rank != 0:
+        store.set(f"{_STORE_PREFIX}{index}/done/{job.rank}", "1")
+        return
+    keys = [f"{_STORE_PREFIX}{index}/done/{k}" for k in range(1, job.world)]
+    while not store.check(keys):  # a rank that fails exits, and torchrun then stops this one
+        time.sleep(0.2)
+
+
+def _kernel_env(job: _RankJob | None, info: dict | None) -> dict[str, str | None]:
+    """Distributed variables for a kernel: the job's, with a fresh MASTER_PORT and its own
+    store, for a notebook of all ranks; none (a plain single process) for a rank-0 notebook."""
+    if job is None:
+        return {}
+    launcher = {NPROC_ENV: None, ARGV_ENV: None, OMP_ENV: None}  # not for the kernels
+    if info["ranks"] == "all":
+        return {"MASTER_PORT": str(info["port"]), "TORCHELASTIC_USE_AGENT_STORE": None,
+                "TORCHELASTIC_ERROR_FILE": None, **launcher}
+    env: dict[str, str | None] = {k: None for k in _KERNEL_DIST_VARS}
+    env.update(launcher)
+    omp = os.environ.get(OMP_ENV)
+    if omp is not None:  # the whole machine for a single process
+        env["OMP_NUM_THREADS"] = omp or None
+    return env
+
+
+def _launch_command(nproc: int, run_args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(nproc), "-m", "weakhand.cli", "run", *run_args]
+
+
+def _child_args(name, profile, device, only, start, stop, overrides, nb_dir, runs_parent,
+                progress_bar, nproc) -> list[str]:
+    # (no --nproc: torchrun's own parser would take it for --nproc-per-node; the ranks get
+    # the count from $WEAKHAND_NPROC)
+    args = _default_command(name, profile, device, only, start, stop, overrides)[2:]
+    args += ["--notebooks", str(nb_dir), "--runs-dir", str(runs_parent)]
+    if progress_bar:
+        args.append("--progress-bar")
+    return args
+
+
+def _merge_rank_failures(run_dir: Path, nproc: int) -> tuple[dict, str | None, str]:
+    """After the job: fold the first failure of a rank > 0 into run.json (rank 0 was then
+    interrupted by torchrun). Returns (record, failed notebook, message)."""
+    record_path = run_dir / RUN_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        record = {"notebooks": {}, "status": "failed"}
+    failed, message = None, ""
+    for name, e in record.get("notebooks", {}).items():
+        if e.get("status") == "failed":
+            failed = name
+            break
+    for k in range(1, nproc):
+        try:
+            rec_k = json.loads((_rank_dir(run_dir, k) / RUN_RECORD).read_text())
+        except (OSError, ValueError):
+            continue
+        for name, e in rec_k.get("notebooks", {}).items():
+            if e.get("status") != "failed" or name not in record.get("notebooks", {}):
+                continue
+            entry = record["notebooks"][name]
+            if entry.get("status") != "failed":  # rank 0 was stopped because of rank k
+                entry.update(status="failed", error=e.get("error"), failed_rank=k,
+                             rank_output=e.get("output"), rank_kernel_log=e.get("kernel_log"))
+                failed = failed or name
+                err = e.get("error") or {}
+                where = (f"cell {err['cell_index']} of {name}" if err.get("cell_index") is not None
+                         else f"{name} (kernel log {e.get('kernel_log')})")
+                message = (f"notebook {name} failed on rank {k}: {where}\n"
+                           f"  error: {err.get('ename')}: {err.get('evalue')}\n"
+                           f"  executed notebook of rank {k}: {e.get('output')}")
+            break
+    if failed:
+        record["status"] = "failed"
+        atomic_write_json(record_path, record)
+    return record, failed, message
+
+
+def _launch(nproc: int, run_dir: Path, child_args: list[str], command: list[str],
+            out: TextIO, err: TextIO) -> RunResult:
+    """Run `weakhand run <child_args>` under torchrun with `nproc` ranks; wait for it."""
+    import subprocess
+
+    env = dict(os.environ)
+    env[NPROC_ENV] = str(nproc)
+    env[ARGV_ENV] = json.dumps(command)
+    env[OMP_ENV] = os.environ.get("OMP_NUM_THREADS", "")
+    if not env.get("OMP_NUM_THREADS"):  # share the cores (torchrun would say 1, with a warning)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    cmd = _launch_command(nproc, child_args)
+    print(f"weakhand run: {nproc} processes: {shlex.join(cmd)}", file=out, flush=True)
+    for f in (out, err):
+        with contextlib.suppress(Exception):
+            f.flush()
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:  # the ranks got the SIGINT too; let them clean up
+        with contextlib.suppress(KeyboardInterrupt):
+            proc.wait(timeout=60)
+        raise
+    record, failed, message = _merge_rank_failures(run_dir, nproc)
+    if rc == 0 and not failed:
+        return RunResult(True, run_dir, record)
+    if not failed and record.get("status") == "interrupted":
+        raise KeyboardInterrupt
+    if message:
+        print(f"\n{message}", file=err, flush=True)
+    elif not failed:
+        message = f"the distributed run exited with status {rc} (see the output above)"
+        print(f"\nweakhand run: {message}", file=err, flush=True)
+    return RunResult(False, run_dir, record, failed=failed, message=message)
 
 
 def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str = "auto",
@@ -418,15 +669,19 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
                   notebooks_dir: str | os.PathLike | None = None,
                   runs_dir: str | os.PathLike | None = None, command: list[str] | None = None,
                   progress_bar: bool = False, out: TextIO | None = None,
-                  err: TextIO | None = None, kernel_name: str = KERNEL_NAME) -> RunResult:
+                  err: TextIO | None = None, kernel_name: str = KERNEL_NAME,
+                  nproc: int = 1) -> RunResult:
     """Execute the selected notebooks in order into `runs_dir/name` (see module doc).
 
+    `nproc` > 1: the same run with that many processes (``--nproc``; the function launches
+    torchrun and returns when every rank is done; inside the job it runs as one rank).
     Raises RunnerError (nothing executed) on usage/convention errors; a failing notebook
     returns a RunResult with ok=False (later notebooks are not executed).
     """
     out = out or sys.stdout
     err = err or sys.stderr
     overrides = dict(overrides or {})
+    nproc = _check_nproc(nproc)
     profile = _profile_or_error(profile)
     name = name or profile
     if not NAME_RE.match(name):
@@ -444,24 +699,71 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
         device = _profiles.resolve_device(device)
     except (RuntimeError, ValueError) as exc:
         raise RunnerError(str(exc)) from exc
+    check_nproc_device(nproc, device)
 
-    run_dir = ((Path(runs_dir) if runs_dir else runs_root()) / name).resolve()
+    runs_parent = (Path(runs_dir) if runs_dir else runs_root()).resolve()
+    run_dir = runs_parent / name
+    argv = list(command) if command else _default_command(name, profile, device, only, start,
+                                                          stop, overrides, nproc)
+    job = _rank_job()
+    if job is not None:
+        if nproc not in (1, job.world):
+            raise RunnerError(f"--nproc {nproc} inside a job of {job.world} processes")
+        nproc = job.world
+    elif nproc > 1:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _launch(nproc, run_dir, _child_args(name, profile, device, only, start, stop,
+                                                   overrides, nb_dir, runs_parent, progress_bar,
+                                                   nproc), argv, out, err)
+    main = job is None or job.rank == 0
+    if job is not None and os.environ.get(ARGV_ENV):
+        with contextlib.suppress(ValueError):
+            argv = list(json.loads(os.environ[ARGV_ENV]))
+    if not main:  # rank k > 0: its own folder, and its messages to a file
+        import signal  # torchrun stops a rank with SIGTERM: clean up (kernel) as on Ctrl-C
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        out_dir = _rank_dir(run_dir, job.rank)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rank_log = open(out_dir / "runner.log", "w", encoding="utf-8", buffering=1)
+        try:
+            return _execute(specs, selected, job=job, main=False, run_dir=run_dir,
+                            out_dir=out_dir, log_dir=out_dir, record_path=out_dir / RUN_RECORD,
+                            name=name, profile=profile, device=device, overrides=overrides,
+                            nb_dir=nb_dir, argv=argv, progress_bar=False, out=rank_log,
+                            err=rank_log, kernel_name=kernel_name, nproc=nproc)
+        finally:
+            rank_log.close()
+    if job is not None:
+        import signal
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_dir.mkdir(parents=True, exist_ok=True)
-    record_path = run_dir / RUN_RECORD
-    argv = list(command) if command else _default_command(name, profile, device, only, start, stop, overrides)
+    return _execute(specs, selected, job=job, main=True, run_dir=run_dir, out_dir=run_dir,
+                    log_dir=run_dir / LOG_DIR, record_path=run_dir / RUN_RECORD, name=name,
+                    profile=profile, device=device, overrides=overrides, nb_dir=nb_dir,
+                    argv=argv, progress_bar=progress_bar, out=out, err=err,
+                    kernel_name=kernel_name, nproc=nproc)
 
+
+def _execute(specs: list[NotebookSpec], selected: list[str], *, job: _RankJob | None, main: bool,
+             run_dir: Path, out_dir: Path, log_dir: Path, record_path: Path, name: str,
+             profile: str, device: str, overrides: dict[str, Any], nb_dir: Path, argv: list[str],
+             progress_bar: bool, out: TextIO, err: TextIO, kernel_name: str,
+             nproc: int) -> RunResult:
     from .envinfo import environment_info
 
     previous: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        previous = json.loads(record_path.read_text()).get("notebooks", {}) or {}
+    if main:
+        with contextlib.suppress(OSError, ValueError):
+            previous = json.loads(record_path.read_text()).get("notebooks", {}) or {}
     entries: dict[str, dict] = {k: v for k, v in previous.items() if k not in selected}
     for s in specs:
         injected = {"profile": profile, "run_dir": str(run_dir), "device": device}
         injected.update({k: v for k, v in overrides.items() if k in s.parameters})
         entries[s.name] = {"status": "pending", "seconds": None,
-                           "output": str(run_dir / f"{s.name}.ipynb"),
+                           "output": str(out_dir / f"{s.name}.ipynb"),
                            "source": str(s.path), "parameters": injected}
+        if job is not None:
+            entries[s.name]["ranks"] = s.ranks
     record: dict[str, Any] = {
         "name": name, "run_dir": str(run_dir), "status": "running",
         "command": shlex.join(argv), "argv": argv, "cwd": os.getcwd(),
@@ -469,8 +771,11 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
         "notebooks_dir": str(nb_dir), "selected": selected,
         "started_at": _now(), "finished_at": None, "seconds": None,
         "notebooks": dict(sorted(entries.items())),
-        "environment": environment_info(),
+        "environment": environment_info() if main else {},
     }
+    if job is not None:
+        record.update(nproc=nproc, rank=job.rank,
+                      rank_dirs=[str(_rank_dir(run_dir, k)) for k in range(1, nproc)])
 
     def save() -> None:
         atomic_write_json(record_path, record)
@@ -482,12 +787,20 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
     def say(msg: str = "", end: str = "\n") -> None:
         print(msg, end=end, file=out, flush=True)
 
-    say(f"weakhand run: {len(specs)} notebook(s) -> {run_dir}  (profile {profile}, device {device})")
+    procs = f", {nproc} processes" if job is not None else ""
+    say(f"weakhand run: {len(specs)} notebook(s) -> {run_dir}  (profile {profile}, device "
+        f"{device}{procs})" + ("" if main else f"  [rank {job.rank}]"))
     t_run = time.perf_counter()
     result = RunResult(True, run_dir, record)
     env = {HEADLESS_ENV: "1", _profiles.PROFILE_ENV: profile, RUN_DIR_ENV: str(run_dir)}
     for i, s in enumerate(specs, 1):
         entry = record["notebooks"][s.name]
+        info = _sync_notebook(job, i, s) if job is not None else None
+        if info is not None and info["ranks"] == "rank0" and not main:
+            entry.update(status="rank0-only", seconds=0.0)
+            save()
+            say(f"[{i}/{len(specs)}] {s.name} ... runs on rank 0 only")
+            continue
         entry.update(status="running", started_at=_now())
         entry.pop("error", None)
         save()
@@ -495,11 +808,11 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
         # with a progress bar (stderr) in between, the status goes on its own line
         say(head, end="\n" if progress_bar else "")
         tail = head if progress_bar else ""
-        log_path = run_dir / LOG_DIR / f"{s.name}.kernel.log"
+        log_path = log_dir / f"{s.name}.kernel.log"
         t0 = time.perf_counter()
         error: dict | None = None
         try:
-            with _environ(**env), _fd2_to(log_path):
+            with _environ(**env, **_kernel_env(job, info)), _fd2_to(log_path):
                 pm.execute_notebook(
                     str(s.path), entry["output"], parameters=entry["parameters"],
                     kernel_name=kernel_name, cwd=str(nb_dir), progress_bar=progress_bar,
@@ -528,9 +841,13 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
         if error is None:
             entry["status"] = "ok"
             save()
+            if info is not None and info["ranks"] == "all":
+                _sync_done(job, i)
             say(f"{tail}done in {seconds:.1f} s")
             continue
         entry.update(status="failed", error=error)
+        if job is not None:
+            entry["failed_rank"] = job.rank
         later = [x.name for x in specs[i:]]
         for n in later:
             record["notebooks"][n]["status"] = "skipped"
@@ -541,7 +858,8 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
             where = f"  failing cell: cell {error['cell_index']}{ec} of {s.path.name}{first}"
         else:
             where = f"  the notebook could not be executed (see the kernel log {log_path})"
-        msg = [f"notebook {s.name} failed", where,
+        rank_note = f" on rank {job.rank}" if job is not None else ""
+        msg = [f"notebook {s.name} failed{rank_note}", where,
                f"  error: {error['ename']}: {error['evalue']}",
                f"  partial executed notebook: {entry['output']}"]
         if later:
@@ -586,6 +904,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--help-params", action="store_true",
                         help="show the selected notebooks' parameters with the profile's values; run nothing")
     parser.add_argument("--progress-bar", action="store_true", help="show papermill's per-cell progress bar")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train with N processes (torchrun, one node): NCCL with one GPU each on "
+                             "cuda, gloo on the cpu; rank 0 writes the outputs (default: 1)")
 
 
 def cli_main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
@@ -607,7 +928,8 @@ def cli_main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         result = run_notebooks(args.name, profile=args.profile, device=args.device, only=args.only,
                                start=args.start, stop=args.stop, overrides=overrides,
                                notebooks_dir=args.notebooks, runs_dir=args.runs_dir,
-                               command=command, progress_bar=args.progress_bar)
+                               command=command, progress_bar=args.progress_bar,
+                               nproc=args.nproc)
         return result.exit_code
     except RunnerError as exc:
         print(f"weakhand run: error: {exc}", file=sys.stderr, flush=True)

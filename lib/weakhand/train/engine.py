@@ -24,6 +24,22 @@ continued run sees the same batches and random draws (dropout, augmentation) as 
 one. Requirements: the loader's order depends only on its seeded generator / ``set_epoch`` (a
 ``shuffle=True`` DataLoader, :class:`~weakhand.data.torch_data.MixedBatchSampler`, ...), and
 ``persistent_workers=False`` (the default).
+
+Several processes (``torchrun --nproc_per_node N`` or ``weakhand run --nproc N``): the Trainer
+joins the job (NCCL on CUDA with one GPU per process, gloo on the CPU; see
+:mod:`weakhand.train.distributed`), wraps every module with trainable parameters in
+``DistributedDataParallel`` and gives each rank its share of the data (``shard_data``). The
+effective batch is N x the loader's batch. Rank 0 alone writes ``metrics.jsonl``, shows the
+progress bar, runs `val_fn` and writes checkpoints; the other ranks receive its validation
+metrics and wait for its writes. Logged loss terms are means over the ranks, ``images_per_s``
+counts all ranks. The model(s) start from rank 0's weights; every rank resumes from
+``last.pt``, which also stores each rank's RNG states. Checkpoints hold the unwrapped modules'
+``state_dict`` (no ``module.`` prefix), exactly as in a single process.
+
+Host-device syncs: on the CPU the loss terms are read every step (the NaN check then runs
+before the update, as always); on CUDA they stay on the device and are read, checked and
+averaged only at log / validation / checkpoint steps (``sync_every_step``), so the CPU can
+queue the next steps while the GPU works.
 """
 from __future__ import annotations
 
@@ -33,6 +49,7 @@ import math
 import random
 import time
 import warnings
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -48,6 +65,7 @@ from ..io import atomic_write_text
 from ..profiles import resolve_device
 from ..progress import progress
 from . import checkpoint as ck
+from . import distributed as _dist
 
 LOG_FILE = "metrics.jsonl"
 LAST_FILE = "last.pt"
@@ -98,6 +116,30 @@ def to_device(obj: Any, device: torch.device | str, non_blocking: bool = False) 
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device, non_blocking) for v in obj)
     return obj
+
+
+def _channels_last(obj: Any) -> Any:
+    """Every 4D floating-point tensor (B,C,H,W) of a nested batch in channels_last memory
+    format (same values and shape; only the strides change)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.ndim == 4 and obj.is_floating_point():
+            return obj.contiguous(memory_format=torch.channels_last)
+        return obj
+    if isinstance(obj, Mapping):
+        return {k: _channels_last(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_channels_last(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_channels_last(v) for v in obj)
+    return obj
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """The global-RNG seed of a rank: `seed` itself on rank 0 (= a single-process run), a
+    distinct derived seed on the others (their dropout/augmentation draws must differ)."""
+    if rank == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) % 2**32, int(rank)]).generate_state(1)[0])
 
 
 def _batch_size(batch: Any) -> int:
@@ -256,7 +298,10 @@ class Trainer:
     - ``loss_fn(batch, outputs) -> {"loss": tensor, <term>: tensor, ...}`` with
       ``outputs = model(batch)`` (the batch already on the device);
     - ``step_fn(model, batch) -> {"loss": ..., ...}`` does the forward pass itself (needed when
-      `model` is a dict of modules; it then receives them as an ``nn.ModuleDict``).
+      `model` is a dict of modules; it then receives them as an ``nn.ModuleDict``). In a
+      distributed or compiled run it receives a :class:`~weakhand.train.distributed.TrainView`
+      per trained module: call it (``model(x)``, ``models["pose"](x)``) so that the wrapper
+      runs; attributes (``model.cfg``) resolve on the module itself.
 
     ``"loss"`` is what gets back-propagated; every other term is only logged. Terms must be
     scalars; the names in ``RECORD_KEYS`` ("lr", "step", ...) are reserved.
@@ -278,6 +323,29 @@ class Trainer:
     `ckpt_every`: steps per ``last.pt`` (None: ``max(1, min(1000, max_steps // 10))``); a
     checkpoint is always written after the last step. `config`: the notebook's configuration
     (e.g. the profiles Config), stored JSON-safe in every checkpoint.
+
+    Performance options (none changes what is computed or saved):
+
+    - `channels_last`: model(s) and every 4D floating-point batch tensor (B,C,H,W) in
+      channels_last memory format (faster convolutions on recent GPUs, esp. with AMP).
+    - `compile`: ``torch.compile`` the trained module(s); True for the defaults or a dict of
+      ``torch.compile`` keyword arguments (e.g. ``{"mode": "max-autotune"}``). Checkpoints
+      still hold the original modules' state_dicts. The first steps pay the compile time.
+    - `sync_every_step`: read the loss terms on the host (and check them for NaN/inf) every
+      step (True), or keep them on the device and do that only at log / validation /
+      checkpoint steps (False: no per-step host-device sync). None (default) = True on the
+      CPU, where reading costs nothing, False on CUDA. With False a non-finite step is still
+      reported with its own step number and no checkpoint is written after it, but the weights
+      in memory have gone through the following steps up to the check.
+
+    Distributed (see the module docstring): `find_unused_parameters` is passed to
+    ``DistributedDataParallel``; leave it False unless a step leaves some trainable parameter
+    without a gradient (the Trainer then stops at that step, before the update, naming the
+    parameters). `ddp_kwargs`: further ``DistributedDataParallel`` arguments (e.g.
+    ``{"static_graph": True}``). `shard_data`: give each rank its share of the loader (False
+    when the loader already yields only this rank's data). In a distributed run every rank
+    must build the same Trainer and call the same methods (``fit``, ``load_weights``), and
+    step functions must return the same loss terms on every rank.
     """
 
     def __init__(self, model: nn.Module | Mapping[str, nn.Module], optimizer: torch.optim.Optimizer,
@@ -288,7 +356,10 @@ class Trainer:
                  grad_clip: float | None = None, scheduler: Any = None,
                  val_fn: Callable[[], Mapping[str, Any]] | None = None,
                  best_metric: str | None = None, best_mode: str = "min",
-                 config: Mapping[str, Any] | None = None, show_progress: bool = True):
+                 config: Mapping[str, Any] | None = None, show_progress: bool = True,
+                 channels_last: bool = False, compile: bool | Mapping[str, Any] = False,
+                 sync_every_step: bool | None = None, find_unused_parameters: bool = False,
+                 ddp_kwargs: Mapping[str, Any] | None = None, shard_data: bool = True):
         if (loss_fn is None) == (step_fn is None):
             raise ValueError("give exactly one of loss_fn(batch, outputs) and step_fn(model, batch)")
         if isinstance(model, nn.Module) and not isinstance(model, nn.ModuleDict):
@@ -327,9 +398,23 @@ class Trainer:
             raise ValueError("best_metric needs a val_fn that returns it")
         self.best_metric, self.best_mode = best_metric, best_mode
 
-        self.device = torch.device(resolve_device(device))
+        self.device = _dist.init_distributed(resolve_device(device))
+        self.rank, self.world_size = _dist.rank(), _dist.world_size()
+        self.is_main = self.rank == 0
+        self.channels_last = bool(channels_last)
+        if isinstance(compile, Mapping):
+            self.compile_options: dict[str, Any] | None = dict(compile)
+        else:
+            self.compile_options = {} if compile else None
+        self.sync_every_step = (self.device.type != "cuda" if sync_every_step is None
+                                else bool(sync_every_step))
+        self.find_unused_parameters = bool(find_unused_parameters)
+        self.ddp_kwargs = dict(ddp_kwargs or {})
+        self.shard_data = bool(shard_data)
         for m in self.models.values():
             m.to(self.device)
+            if self.channels_last:
+                m.to(memory_format=torch.channels_last)
         is_cuda = self.device.type == "cuda"
         if amp is None:
             amp = is_cuda
@@ -348,6 +433,9 @@ class Trainer:
 
         self.config = _jsonable(dict(config)) if config is not None else {}
         self.show_progress = bool(show_progress)
+        self._train_model: nn.Module | None = None  # what step_fn / the forward gets (fit)
+        self._views: list[tuple[str, _dist.TrainView]] = []  # DDP-wrapped modules
+        self._rank_states: list[Any] | None = None
         self._reset_state()
 
     # -- paths / settings ---------------------------------------------------------------------
@@ -377,6 +465,10 @@ class Trainer:
             "models": {k: {"class": type(m).__name__,
                            "params": int(sum(p.numel() for p in m.parameters()))}
                        for k, m in self.models.items()},
+            # only when not the default, so that older checkpoints resume without warnings
+            **({"world_size": self.world_size} if self.world_size > 1 else {}),
+            **({"channels_last": True} if self.channels_last else {}),
+            **({"compile": self.compile_options} if self.compile_options is not None else {}),
         })
 
     def _reset_state(self) -> None:
@@ -392,6 +484,7 @@ class Trainer:
         self._acc: dict[str, float] = {}
         self._acc_steps = 0
         self._acc_images = 0
+        self._pending: list[tuple] = []  # deferred steps: (names, has_gn, row, step, epoch, batch)
         self._t_fit = time.perf_counter()
         self._t_interval = self._t_fit
 
@@ -408,6 +501,8 @@ class Trainer:
         ``last.pt``, ``best.pt`` and log). A fresh start seeds Python/NumPy/torch and every
         ``torch.Generator`` attached to the loader from `seed`.
         Raises :class:`NonFiniteLossError` on a NaN/inf loss term or gradient norm.
+        In a distributed run every rank calls ``fit`` with its own copy of the same loader;
+        the loader is sharded here (``shard_data``).
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         if (isinstance(loader, DataLoader) and loader.num_workers > 0
@@ -415,18 +510,24 @@ class Trainer:
             warnings.warn("persistent_workers=True: the workers keep their dataset copy across "
                           "epochs, so set_epoch (augmentation) and exact resume do not reach "
                           "them; use persistent_workers=False", stacklevel=2)
+        if self.world_size > 1 and self.shard_data:
+            loader = _dist.shard_loader(loader, self.world_size, self.rank, seed=self.seed)
         path = None
         if isinstance(resume, (str, Path)):
             path = Path(resume)
         elif resume and self.last_path.exists():
             path = self.last_path
+        path = _dist.on_main(lambda: path)  # every rank follows rank 0's decision
         it = self._restore(path, loader) if path is not None else self._fresh_start(loader)
         if self.step >= self.max_steps:
+            _dist.barrier()  # rank 0 has rewritten the log
             return self.history()
 
         self.model.train()
+        model = self._training_model()
+        model.train()
         bar = progress(total=self.max_steps, initial=self.step, desc=self.name, unit="step",
-                       disable=not self.show_progress)
+                       disable=not (self.show_progress and self.is_main))
         empty_epochs = 0
         try:
             while self.step < self.max_steps:
@@ -444,21 +545,28 @@ class Trainer:
                 self.step += 1
                 self.batch_in_epoch += 1
                 bar.update(1)
-                bar.set_postfix({"loss": _fmt(values["loss"]), "epoch": self.epoch}, refresh=False)
                 final = self.step >= self.max_steps
-                if final or self.step % self.log_every == 0:
+                log_now = final or self.step % self.log_every == 0
+                val_now = self.val_fn is not None and (final or bool(
+                    self.val_every and self.step % self.val_every == 0))
+                ckpt_now = final or self.step % self.ckpt_every == 0
+                if self._pending and (log_now or val_now or ckpt_now):
+                    values = self._flush()
+                if values is not None:
+                    bar.set_postfix({"loss": _fmt(values["loss"]), "epoch": self.epoch},
+                                    refresh=False)
+                if log_now:
                     self._log_train()
                 targets = []
-                if self.val_fn is not None and (final or (self.val_every and
-                                                          self.step % self.val_every == 0)):
-                    if self._validate():
-                        targets.append(self.best_path)
-                if final or self.step % self.ckpt_every == 0:
+                if val_now and self._validate():
+                    targets.append(self.best_path)
+                if ckpt_now:
                     targets.append(self.last_path)
                 if targets:
                     self._save(targets)
         finally:
             bar.close()
+        _dist.barrier()  # (the final checkpoint write already synchronised the ranks)
         return self.history()
 
     def history(self) -> dict[str, Any]:
@@ -475,14 +583,17 @@ class Trainer:
         Returns the checkpoint's info (:func:`~weakhand.train.checkpoint.checkpoint_info`).
         """
         path = {"best": self.best_path, "last": self.last_path}.get(str(which), Path(which))
+        _dist.barrier()  # never read a checkpoint that rank 0 may still be writing
         return ck.load_checkpoint(path, self.models, strict=strict)
 
     # -- start / resume ------------------------------------------------------------------------
     def _fresh_start(self, loader: Iterable) -> None:
         self._reset_state()
-        for p in (self.last_path, self.best_path, self.log_path):
-            p.unlink(missing_ok=True)
-        seed_everything(self.seed)
+        if self.is_main:
+            for p in (self.last_path, self.best_path, self.log_path):
+                p.unlink(missing_ok=True)
+        seed_everything(_rank_seed(self.seed, self.rank))
+        # loader generators drive the data order: the same on every rank (sharding needs it)
         for i, g in enumerate(_loader_generators(loader)):
             g.manual_seed(self.seed + i)
         self._append({"kind": "start", "step": 0, "time": time.time()})
@@ -500,7 +611,8 @@ class Trainer:
         except (ValueError, KeyError, RuntimeError) as exc:
             raise ck.CheckpointError(f"checkpoint {path}: optimizer/scheduler state does not fit "
                                      f"this trainer: {exc}", path) from exc
-        self._warn_config_changes(ckpt, path)
+        if self.is_main:
+            self._warn_config_changes(ckpt, path)
         self._reset_state()
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
@@ -515,15 +627,20 @@ class Trainer:
         self._acc_steps, self._acc_images = int(acc.get("steps", 0)), int(acc.get("images", 0))
 
         # the log keeps what the checkpoint has seen; later records belong to the lost work
-        kept = [r for r in _read_records(self.log_path) if int(r.get("step", 0)) <= self.step]
-        atomic_write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
-        self._append({"kind": "resume", "step": self.step, "time": time.time(),
-                      "resumed_from": str(path)})
+        if self.is_main:
+            kept = [r for r in _read_records(self.log_path) if int(r.get("step", 0)) <= self.step]
+            atomic_write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
+            self._append({"kind": "resume", "step": self.step, "time": time.time(),
+                          "resumed_from": str(path)})
 
+        # this rank's RNG states (a checkpoint of a distributed run holds every rank's; else
+        # rank 0's = the single-process ones)
+        ranks = ckpt.get("ranks")
+        mine = ranks[self.rank] if isinstance(ranks, list) and len(ranks) == self.world_size else None
         it = None
         if self.step < self.max_steps:
             # re-open the epoch under its starting RNG states and skip what was consumed
-            self._epoch_rng = ckpt["epoch_rng"]
+            self._epoch_rng = mine["epoch_rng"] if mine else ckpt["epoch_rng"]
             self._apply_epoch_rng(self._epoch_rng, loader)
             it = self._open_epoch(loader, capture=False)
             if not self._skip(it, loader, self.batch_in_epoch):
@@ -531,12 +648,13 @@ class Trainer:
                               f"epoch now (checkpoint {path}); continuing with the next epoch",
                               stacklevel=3)
                 it, self.epoch, self.batch_in_epoch = None, self.epoch + 1, 0
-        ck.set_rng_state(ckpt["rng"])
+        ck.set_rng_state(mine["rng"] if mine else ckpt["rng"])
         self._t_fit = self._t_interval = time.perf_counter()
         return it
 
     def _warn_config_changes(self, ckpt: Mapping[str, Any], path: Path) -> None:
-        cadence = {"max_steps", "log_every", "val_every", "ckpt_every", "device", "loss"}
+        cadence = {"max_steps", "log_every", "val_every", "ckpt_every", "device", "loss",
+                   "channels_last", "compile"}
         old, new = ckpt.get("trainer", {}), self.settings()
         changed = sorted(k for k in set(old) | set(new) if k not in cadence and old.get(k) != new.get(k))
         old_c = ckpt.get("config", {})
@@ -581,14 +699,85 @@ class Trainer:
         return True
 
     # -- one update ----------------------------------------------------------------------------
-    def _forward(self, batch: Any) -> Mapping[str, Any]:
-        if self.step_fn is not None:
-            return self.step_fn(self.model, batch)
-        return self.loss_fn(batch, self.model(batch))
+    def _training_model(self) -> nn.Module:
+        """What the forward pass calls: `self.model` itself in a plain single-process run;
+        otherwise each module with trainable parameters behind a :class:`TrainView` of its
+        DistributedDataParallel / compiled wrapper (created once, on first use)."""
+        if self._train_model is not None:
+            return self._train_model
+        ddp = self.world_size > 1
+        if not ddp and self.compile_options is None:
+            self._train_model = self.model
+            return self.model
+        views: dict[str, nn.Module] = {}
+        for name, m in self.models.items():
+            if not any(p.requires_grad for p in m.parameters()):
+                views[name] = m  # frozen (e.g. a fixed regulariser): no gradient to all-reduce
+                if ddp:  # but every rank must use rank 0's (DDP does this for the others)
+                    import torch.distributed as dist
+                    with torch.no_grad():
+                        for t in [*m.parameters(), *m.buffers()]:
+                            dist.broadcast(t.data, src=0)
+                continue
+            call: nn.Module = m
+            if ddp:
+                from torch.nn.parallel import DistributedDataParallel
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                call = DistributedDataParallel(
+                    m, device_ids=ids, find_unused_parameters=self.find_unused_parameters,
+                    **self.ddp_kwargs)
+            if self.compile_options is not None:
+                call = torch.compile(call, **self.compile_options)
+            view = _dist.TrainView(m, call)
+            views[name] = view
+            if ddp:
+                self._views.append((name, view))
+        if isinstance(self.model, nn.ModuleDict):
+            self._train_model = nn.ModuleDict(views)
+        else:
+            self._train_model = views[ck.SINGLE_MODEL_KEY]
+        return self._train_model
 
-    def _train_step(self, batch: Any) -> dict[str, float]:
+    def _forward(self, batch: Any) -> Mapping[str, Any]:
+        model = self._training_model()
+        if self.step_fn is not None:
+            return self.step_fn(model, batch)
+        return self.loss_fn(batch, model(batch))
+
+    def _check_ddp_grads(self) -> None:
+        """After backward in a distributed run: every DDP-wrapped module that took part in the
+        step went through its wrapper, and (unless find_unused_parameters) gave every trainable
+        parameter a gradient; otherwise gradients were not all-reduced (the ranks would drift
+        apart silently, or DDP would fail cryptically at the next step). Local, no sync."""
+        for name, view in self._views:
+            calls, view.calls = view.calls, 0
+            params = [(k, p) for k, p in view.original.named_parameters() if p.requires_grad]
+            label = "the model" if name == ck.SINGLE_MODEL_KEY else f"model {name!r}"
+            if calls == 0:
+                if any(p.grad is not None for _, p in params):
+                    raise RuntimeError(
+                        f"step {self.step + 1}: {label} got gradients without being called: "
+                        "the step function must call the module it receives (model(...) / "
+                        "models[name](...)), not the original module or one of its methods, so "
+                        "that DistributedDataParallel all-reduces the gradients")
+                continue
+            if not self.find_unused_parameters:
+                missing = [k for k, p in params if p.grad is None]
+                if missing:
+                    shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+                    raise RuntimeError(
+                        f"step {self.step + 1}: {len(missing)} trainable parameter(s) of {label} "
+                        f"got no gradient ({shown}); DistributedDataParallel needs "
+                        "Trainer(..., find_unused_parameters=True) for such models (or freeze "
+                        "them with requires_grad_(False))")
+
+    def _train_step(self, batch: Any) -> dict[str, float] | None:
+        """One update; returns the loss terms as floats (averaged over the ranks), or None when
+        their reading is deferred (``sync_every_step=False``)."""
         n_images = _batch_size(batch)
         batch = to_device(batch, self.device, non_blocking=self.device.type == "cuda")
+        if self.channels_last:
+            batch = _channels_last(batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp:
             with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype):
@@ -601,6 +790,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
         else:
             loss.backward()
+        if self._views:
+            self._check_ddp_grads()
 
         grad_norm = None
         if self.grad_clip is not None:
@@ -611,20 +802,24 @@ class Trainer:
             grads = [p.grad for p in self._params if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
 
-        # one host sync per step: every term (and the grad norm) to the CPU
+        # every term (and the grad norm) as one small device tensor
         stacked = [t.detach().float().reshape(()).to(loss.device) for t in terms.values()]
         if grad_norm is not None:
             stacked.append(grad_norm.detach().float().reshape(()).to(loss.device))
-        flat = torch.stack(stacked).tolist()
-        values = dict(zip(terms, flat))
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if grad_norm is not None:
-            values["grad_norm"] = flat[-1]
-            # with a GradScaler inf/NaN gradients are expected now and then: it skips the step
-            if not bad and self.scaler is None and not math.isfinite(flat[-1]):
-                bad = ["grad_norm"]
-        if bad:  # before the update: the weights stay as they were after the previous step
-            self._fail(bad, values, step=self.step + 1, batch=self.batch_in_epoch + 1)
+        row = torch.stack(stacked)
+        names, has_gn = tuple(terms), grad_norm is not None
+        self._acc_images += n_images
+        values = None
+        if self.sync_every_step:  # one host sync per step, before the update
+            layout = [names + (("grad_norm",) if has_gn else ())]
+            values = self._row_values(names, has_gn, self._reduce(row, layout)[0])
+            bad = self._bad_terms(values, has_gn)
+            if bad:  # before the update: the weights stay as they were after the previous step
+                self._fail(bad, values, step=self.step + 1, epoch=self.epoch,
+                           batch=self.batch_in_epoch + 1)
+        else:
+            self._pending.append((names, has_gn, row, self.step + 1, self.epoch,
+                                  self.batch_in_epoch + 1))
 
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -634,11 +829,70 @@ class Trainer:
         if self.scheduler is not None and not isinstance(
                 self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()
+        if values is not None:
+            self._accumulate(values)
+        return values
 
+    def _reduce(self, flat: torch.Tensor, layout: list[tuple[str, ...]]) -> list[list[float]]:
+        """`flat` (the concatenated rows of `layout`, one row of term values per step) read on
+        the host: one sync; in a distributed run averaged over the ranks first, after checking
+        that every rank has the same layout (else the all-reduce would mix up terms)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+            sig = float(zlib.crc32("|".join(",".join(n) for n in layout).encode()) & 0xFFFFF)
+            check = torch.tensor([flat.numel(), sig, -flat.numel(), -sig], dtype=torch.float64,
+                                 device=flat.device)
+            dist.all_reduce(check, op=dist.ReduceOp.MAX)
+            hi_n, hi_sig, lo_n, lo_sig = check.tolist()
+            if hi_n != -lo_n or hi_sig != -lo_sig:
+                raise RuntimeError(
+                    f"steps up to {self.step + 1}: the ranks returned different loss terms "
+                    f"(this rank: {', '.join(layout[-1])}); in a distributed run the step "
+                    "function must return the same term names on every rank and step")
+            flat = flat.clone()
+            dist.all_reduce(flat)
+            flat /= self.world_size
+        out, pos, vals = [], 0, flat.tolist()
+        for names in layout:
+            n = len(names)
+            out.append(vals[pos:pos + n])
+            pos += n
+        return out
+
+    @staticmethod
+    def _row_values(names: tuple[str, ...], has_gn: bool, row: list[float]) -> dict[str, float]:
+        values = dict(zip(names, row))
+        if has_gn:
+            values["grad_norm"] = row[-1]
+        return values
+
+    def _bad_terms(self, values: dict[str, float], has_gn: bool) -> list[str]:
+        bad = [k for k, v in values.items() if k != "grad_norm" and not math.isfinite(v)]
+        # with a GradScaler inf/NaN gradients are expected now and then: it skips the step
+        if has_gn and not bad and self.scaler is None and not math.isfinite(values["grad_norm"]):
+            bad = ["grad_norm"]
+        return bad
+
+    def _accumulate(self, values: Mapping[str, float]) -> None:
         for k, v in values.items():
             self._acc[k] = self._acc.get(k, 0.0) + v
         self._acc_steps += 1
-        self._acc_images += n_images
+
+    def _flush(self) -> dict[str, float] | None:
+        """Read, check and log-accumulate the deferred steps (one host sync); returns the
+        last step's values. A non-finite step raises NonFiniteLossError naming that step."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return None
+        layout = [names + (("grad_norm",) if has_gn else ()) for names, has_gn, *_ in pending]
+        rows = self._reduce(torch.cat([p[2] for p in pending]), layout)
+        values = None
+        for (names, has_gn, _, step, epoch, batch), row in zip(pending, rows):
+            values = self._row_values(names, has_gn, row)
+            bad = self._bad_terms(values, has_gn)
+            if bad:
+                self._fail(bad, values, step=step, epoch=epoch, batch=batch, detected_at=self.step)
+            self._accumulate(values)
         return values
 
     def _check_terms(self, losses: Any) -> dict[str, torch.Tensor]:
@@ -659,23 +913,34 @@ class Trainer:
                              "torch.no_grad() or from detached tensors?)")
         return terms
 
-    def _fail(self, bad: list[str], values: dict[str, float], step: int, batch: int) -> None:
-        """Log and raise NonFiniteLossError for `step` (nothing is written but the log line)."""
+    def _fail(self, bad: list[str], values: dict[str, float], step: int, batch: int,
+              epoch: int | None = None, detected_at: int | None = None) -> None:
+        """Log and raise NonFiniteLossError for `step` (nothing is written but the log line).
+
+        `detected_at`: the step at which a deferred check (``sync_every_step=False``) found it.
+        """
+        epoch = self.epoch if epoch is None else epoch
         good = self.last_path if self.last_path.exists() else None
         what = ("gradient norm" if bad == ["grad_norm"] else
                 "weights" if all(b.startswith("weight:") for b in bad) else "loss")
         shown = ", ".join(f"{k}={values[k]}" if k in values else k for k in bad)
         finite = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items() if math.isfinite(v))
-        msg = (f"non-finite {what} at step {step} (epoch {self.epoch}, batch {batch} of the "
+        late = ""
+        if detected_at is not None and detected_at != step:
+            late = (f" Found at step {detected_at} (sync_every_step=False checks at log/"
+                    f"validation/checkpoint steps): the weights in memory went through steps "
+                    f"{step}..{detected_at}.")
+        msg = (f"non-finite {what} at step {step} (epoch {epoch}, batch {batch} of the "
                f"epoch) in trainer {self.name!r}: {shown}"
                + (f"; finite: {finite}" if finite else "") + ". Training stopped; "
                + (f"the last good checkpoint {good} (step {self._checkpoint_step(good)}) was "
                   "left untouched." if good else "no checkpoint had been written yet.")
+               + late
                + " Check the batch data, the learning rate and the loss (log/sqrt/division "
                  "at 0?).")
-        self._append({"kind": "error", "step": step, "epoch": self.epoch, "time": time.time(),
+        self._append({"kind": "error", "step": step, "epoch": epoch, "time": time.time(),
                       "terms": bad, "message": msg})
-        raise NonFiniteLossError(msg, step=step, epoch=self.epoch, terms=bad, values=values,
+        raise NonFiniteLossError(msg, step=step, epoch=epoch, terms=bad, values=values,
                                  checkpoint=good)
 
     @staticmethod
@@ -687,6 +952,8 @@ class Trainer:
 
     # -- logging / validation ------------------------------------------------------------------
     def _append(self, rec: Mapping[str, Any]) -> None:
+        if not self.is_main:  # one log per run: rank 0's
+            return
         line = json.dumps({k: _finite_or_none(v) for k, v in _jsonable(dict(rec)).items()})
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
@@ -694,11 +961,17 @@ class Trainer:
     def _log_train(self) -> None:
         if not self._acc_steps:
             return
+        images = self._acc_images
+        if self.world_size > 1:  # throughput of all ranks together
+            import torch.distributed as dist
+            t = torch.tensor([float(images)], dtype=torch.float64, device=self.device)
+            dist.all_reduce(t)
+            images = t.item()
         now = time.perf_counter()
         dt = max(now - self._t_interval, 1e-9)
         rec: dict[str, Any] = {
             "kind": "train", "step": self.step, "epoch": self.epoch, "time": time.time(),
-            "elapsed_s": round(self._elapsed(), 3), "images_per_s": self._acc_images / dt,
+            "elapsed_s": round(self._elapsed(), 3), "images_per_s": images / dt,
             "lr": float(self.optimizer.param_groups[0]["lr"]), "steps": self._acc_steps,
         }
         rec.update({k: v / self._acc_steps for k, v in self._acc.items()})
@@ -708,27 +981,32 @@ class Trainer:
         self._t_interval = now
 
     def _validate(self) -> bool:
-        """Run val_fn, log it; True when `best_metric` improved."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        t0 = time.perf_counter()
-        try:
-            with torch.no_grad():
-                raw = self.val_fn()
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        if not isinstance(raw, Mapping):
-            raise TypeError(f"val_fn must return a dict of floats, got {type(raw).__name__}")
-        metrics = {}
-        for k, v in raw.items():
-            if k in RECORD_KEYS:
-                raise ValueError(f"validation metric name {k!r} is reserved")
-            metrics[str(k)] = float(v.item() if isinstance(v, torch.Tensor) else v)
-        rec = {"kind": "val", "step": self.step, "epoch": self.epoch, "time": time.time(),
-               "elapsed_s": round(self._elapsed(), 3), "val_s": time.perf_counter() - t0,
-               **metrics}
-        self._append(rec)
+        """Run val_fn (on rank 0; the other ranks receive its metrics), log it; True when
+        `best_metric` improved."""
+        def run() -> tuple[dict[str, float], dict[str, Any]]:
+            modes = [(m, m.training) for m in self.model.modules()]
+            self.model.eval()
+            t0 = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    raw = self.val_fn()
+            finally:
+                for m, mode in modes:
+                    m.training = mode
+            if not isinstance(raw, Mapping):
+                raise TypeError(f"val_fn must return a dict of floats, got {type(raw).__name__}")
+            metrics = {}
+            for k, v in raw.items():
+                if k in RECORD_KEYS:
+                    raise ValueError(f"validation metric name {k!r} is reserved")
+                metrics[str(k)] = float(v.item() if isinstance(v, torch.Tensor) else v)
+            rec = {"kind": "val", "step": self.step, "epoch": self.epoch, "time": time.time(),
+                   "elapsed_s": round(self._elapsed(), 3), "val_s": time.perf_counter() - t0,
+                   **metrics}
+            self._append(rec)
+            return metrics, rec
+
+        metrics, rec = _dist.on_main(run)
         self.last_val = rec
 
         key = self.best_metric
@@ -749,12 +1027,40 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _save(self, paths: list[Path]) -> None:
-        bad = [f"weight:{name}.{k}" for name, m in self.models.items()
-               for k, v in m.state_dict().items()
-               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad:  # never write NaN weights over a good checkpoint
+        """Write the checkpoint to `paths` (rank 0; every rank returns once it is written)."""
+        self._rank_states = None
+        if self.world_size > 1:  # every rank's RNG states, for an exact resume of each
+            import torch.distributed as dist
+            states: list[Any] = [None] * self.world_size
+            dist.all_gather_object(states, {"rng": ck.rng_state(), "epoch_rng": self._epoch_rng})
+            self._rank_states = states
+
+        def write() -> list[str]:
+            bad = self._nonfinite_weights()
+            if not bad:  # never write NaN weights over a good checkpoint
+                ck.write_checkpoint(self.state_dict(), paths)
+            return bad
+
+        try:
+            bad = _dist.on_main(write)
+        finally:
+            self._rank_states = None
+        if bad:
             self._fail(bad, {}, step=self.step, batch=self.batch_in_epoch)
-        ck.write_checkpoint(self.state_dict(), paths)
+
+    def _nonfinite_weights(self) -> list[str]:
+        """Names ("weight:<model>.<key>") of floating-point state entries holding NaN/inf
+        (one host sync)."""
+        names, flags = [], []
+        for name, m in self.models.items():
+            for k, v in m.state_dict().items():
+                if isinstance(v, torch.Tensor) and v.is_floating_point():
+                    names.append(f"weight:{name}.{k}")
+                    flags.append(torch.isfinite(v).all().to(self.device))
+        if not flags:
+            return []
+        ok = torch.stack(flags).tolist()
+        return [n for n, good in zip(names, ok) if not good]
 
     def state_dict(self) -> dict[str, Any]:
         """The full checkpoint dict (what ``last.pt`` holds)."""
@@ -774,6 +1080,7 @@ class Trainer:
                      "value": self.best_value, "step": self.best_step},
             "log_acc": {"sums": dict(self._acc), "steps": self._acc_steps,
                         "images": self._acc_images},
+            **({"ranks": self._rank_states} if self._rank_states is not None else {}),
             "elapsed_s": self._elapsed(),
             "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": {"weakhand": __version__, "torch": torch.__version__},
