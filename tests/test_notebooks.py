@@ -101,3 +101,18 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     assert (run / "metrics" / "70_results.csv").read_text().count("\n") == len(res70["rows"]) + 1
     report = (run / "report.html").read_text()
     assert report.count("<table>") >= 3 and "plotly" in report
+    # weakhand ablate on the same folder: shared stages skipped, stage 3 for seeds 0 and 1, evaluation
+    from weakhand.ablate import run_ablation
+    assert run_ablation("smoke", profile="smoke", device="cpu", seeds=[0, 1], skip_shared=True,
+                        runs_dir=tmp_path) == 0
+    abl = json.loads((run / "ablation.json").read_text())
+    assert abl["status"] == "ok" and [s["step"] for s in abl["steps"]] == [
+        "stage 3, seed 0", "stage 3, seed 1", "evaluation"]
+    assert (run / "stage3_2d_depth_seed1" / "last.pt").exists() and (run / "pose25d_2d_bmc_seed1" / "last.pt").exists()
+    assert (run / "logs" / "ablate" / "50_train_stage3_weak_seed1.ipynb").exists()
+    res2 = json.loads((run / "metrics" / "70_results.json").read_text())
+    for r in res2["rows"]:
+        assert r["seeds"] == ([0] if r["variant"] == "source" else [0, 1]), r["variant"]
+        if r["variant"] != "source":
+            assert np.isfinite(r["z_err_mm_std"]), r["variant"]
+    assert all(g["z_vs_2d"]["verdict"] != "single seed: spread unknown" for g in res2["gaps"])
