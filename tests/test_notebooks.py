@@ -99,6 +99,9 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
         assert np.isfinite(r["rec_epe_mm_mean"]) == (r["family"] == "pose25d")
     assert {(g["family"], g["variant"]) for g in res70["gaps"]} >= {("cai", "2d_depth_bmc"), ("pose25d", "2d_bmc")}
     assert (run / "metrics" / "70_results.csv").read_text().count("\n") == len(res70["rows"]) + 1
+    diag = json.loads((run / "metrics" / "70_regularizer_diagnostic.json").read_text())["rows"]
+    assert [r["joints"] for r in diag[:3]] == ["true joints", "true 2D, flat depth", "true 2D, depth mirrored"]
+    assert all(np.isfinite(r["L1"]) and r["L1"] >= 0 for r in diag) and diag[0]["mean |dz| mm (all joints)"] == 0
     report = (run / "report.html").read_text()
     assert report.count("<table>") >= 3 and "plotly" in report
     # weakhand ablate on the same folder: shared stages skipped, stage 3 for seeds 0 and 1, evaluation
