@@ -196,3 +196,11 @@ def test_parse_seeds():
     for bad in ("", "a", "-1", "2-x"):
         with pytest.raises(ValueError):
             parse_seeds(bad)
+
+
+def test_parse_seed_list_accepts_what_papermill_can_inject():
+    assert ev.parse_seed_list("") is None and ev.parse_seed_list(None) is None
+    assert ev.parse_seed_list("0, 2") == [0, 2] and ev.parse_seed_list([1, 3]) == [1, 3]
+    assert ev.parse_seed_list((0, 1)) == [0, 1] and ev.parse_seed_list(4) == [4]
+    with pytest.raises(ValueError, match="seeds"):
+        ev.parse_seed_list("a,b")

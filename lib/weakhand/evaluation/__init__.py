@@ -20,7 +20,7 @@ from .scores import (GAP_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS,
 from .variants import (FAMILIES, FAMILY_LABELS, ROW_LABELS, ROW_ORDER, TrainedVariant, discover,
                        load_model, predict, train_size)
 
-__all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "write_demo_crops", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
+__all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "parse_seed_list", "write_demo_crops", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
            "TABLE_METRICS", "WEAK_VARIANTS", "aggregate", "display_gaps", "display_rows", "fmt",
            "gap_closed", "paper_reference_rows", "results_table", "scalars", "score", "table_csv",
            "versus_2d", "violation_summary", "FAMILIES", "FAMILY_LABELS", "ROW_LABELS", "ROW_ORDER", "TrainedVariant",
@@ -81,6 +81,20 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
         p = predict(tv, model, loaders[size], device)
         scores.setdefault(tv.family, {}).setdefault(tv.variant, {})[tv.seed] = score(p, limits)
     return scores, tvs
+
+
+def parse_seed_list(seeds: Any) -> list[int] | None:
+    """The notebook's `seeds` parameter: "" / None -> None (every seed found), "0,1" or [0, 1]
+    or (0, 1) or 2 -> a list of ints."""
+    if seeds is None or (isinstance(seeds, str) and not seeds.strip()):
+        return None
+    items = seeds.split(",") if isinstance(seeds, str) else (
+        list(seeds) if isinstance(seeds, (list, tuple)) else [seeds])
+    try:
+        out = [int(str(s).strip()) for s in items if str(s).strip()]
+    except ValueError:
+        raise ValueError(f"seeds must be a list of integers or a comma string like '0,1', got {seeds!r}") from None
+    return out or None
 
 
 def any_score(scores: dict, family: str | None = None) -> dict:
