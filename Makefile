@@ -25,10 +25,8 @@ test: env  ## library tests, the ordered smoke pipeline, and nbval on every note
 test-lib: env
 	$(BIN)/python -m pytest tests -m "not slow" -q
 
-bench: env
-	$(BIN)/python benchmarks/bench_synth.py
-	$(BIN)/python benchmarks/bench_metrics.py
-	$(BIN)/python benchmarks/bench_bmc.py
+bench: env  ## where the time goes (renderer, loader, training, inference, evaluation) -> benchmarks/results/
+	$(BIN)/weakhand bench --device $(DEVICE) $(ARGS)
 
 lab: env
 	$(BIN)/jupyter lab notebooks

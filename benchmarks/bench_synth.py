@@ -15,7 +15,6 @@ import tempfile
 import time
 
 import numba
-import numpy as np
 
 from weakhand.synth import dataset, domains, effects, generator, raycast
 

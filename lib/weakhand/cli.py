@@ -21,6 +21,7 @@ from . import __version__
 SUBCOMMANDS: dict[str, str] = {
     "run": "weakhand.runner",
     "data": "weakhand.data.cli",
+    "bench": "weakhand.bench",
     "predict": "weakhand.predict",
     "ablate": "weakhand.ablate",
 }

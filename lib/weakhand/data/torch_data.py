@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from .. import camera, skeleton
+from .. import camera
 from .format import HandData, load_dataset
 
 #: Fields returned by default. "parts" and extra arrays (e.g. "subject") can be requested too.
@@ -84,6 +84,13 @@ def _flip_matrix(width: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
+# camera.mirror_K(K, width) = _mirror_u(width) @ K @ _MIRROR_X (the same matrices it builds)
+_mirror_u = _flip_matrix
+_MIRROR_X = np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+# np.allclose(warp, _IDENTITY, atol=1e-12) is |warp - I| <= 1e-12 + 1e-5 |I| elementwise
+_IDENTITY_TOL = 1e-12 + 1e-5 * np.abs(_IDENTITY)
+
+
 _RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ2RGB = np.linalg.inv(_RGB2YIQ)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -92,13 +99,28 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 def colour_jitter(img: np.ndarray, brightness: float, contrast: float, saturation: float,
                   hue_turns: float) -> np.ndarray:
     """Apply given jitter factors to a float32 (H, W, 3) RGB image in [0, 1]; returns a new image."""
-    out = img * np.float32(brightness)
+    return _jitter_inplace(img * np.float32(brightness), contrast, saturation, hue_turns)
+
+
+def _jitter_inplace(out: np.ndarray, contrast: float, saturation: float,
+                    hue_turns: float) -> np.ndarray:
+    """:func:`colour_jitter` after the brightness factor, overwriting `out` (a float32 array the
+    caller owns). Element for element the same float32 operations as the textbook form
+    ``(x - mean) * c + mean`` and ``gray + (x - gray) * s``, but in place and with the grey
+    level expanded to three channels once (a broadcast over the 3-long last axis is slow)."""
     if contrast != 1.0:
         mean = float((out @ _LUMA).mean())
-        out = (out - mean) * np.float32(contrast) + np.float32(mean)
+        out -= mean
+        out *= np.float32(contrast)
+        out += np.float32(mean)
     if saturation != 1.0:
-        gray = (out @ _LUMA)[..., None]
-        out = gray + (out - gray) * np.float32(saturation)
+        g = out @ _LUMA
+        gray = np.empty_like(out)
+        for c in range(gray.shape[-1]):
+            gray[..., c] = g
+        out -= gray
+        out *= np.float32(saturation)
+        out += gray
     if hue_turns != 0.0:
         a = 2.0 * math.pi * hue_turns
         rot = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
@@ -164,14 +186,33 @@ class HandDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    # -- fast access to the stored arrays
+    def _arrays(self) -> dict:
+        """``self.data.arrays`` with memory maps as plain ndarray views of the same pages:
+        indexing an ``np.memmap`` costs several microseconds of Python per call. Rebuilt when
+        `data` or its arrays dict is replaced; never pickled (workers rebuild it)."""
+        cache = self.__dict__.get("_array_cache")
+        if cache is None or cache[0] is not self.data or cache[1] is not self.data.arrays:
+            arrays = self.data.arrays
+            views = {k: (v.view(np.ndarray) if isinstance(v, np.memmap) else v)
+                     for k, v in arrays.items()}
+            cache = (self.data, arrays, views)
+            self.__dict__["_array_cache"] = cache
+        return cache[2]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_array_cache", None)
+        return state
+
     # -- random parameters
     def sample_params(self, index: int) -> dict[str, Any]:
         """The random draws for sample `index` in the current epoch (all drawn, used or not)."""
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        u = rng.random(9)
         a = self.augment
         if a is None:
             return {"flip": False, "theta": 0.0, "scale": 1.0, "shift": (0.0, 0.0), "jitter": None}
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        u = rng.random(9)
         lo, hi = a.scale
         return {
             "flip": bool(u[0] < a.p_flip),
@@ -189,9 +230,15 @@ class HandDataset(Dataset):
         Returns numpy float64 ``warp`` (3,3): stored-crop pixels -> output pixels (the matrix given
         to cv2.warpPerspective), ``K`` (3,3), ``kp3d`` (21,3), ``kp2d`` (21,2), ``in_crop`` (21,),
         ``side`` int, ``mirrored`` bool, and ``params`` (the random draws).
+
+        The maps are those of :func:`camera.mirror_K`, :func:`camera.homography_rotate_about_axis`,
+        :func:`camera.rotation_z`, :func:`camera.scale_about_center`, :func:`camera.project` and
+        :func:`camera.apply_homography`, written out for one sample with the same floating-point
+        operations in the same order (bit-identical results), without their numpy/torch dispatch
+        (which cost more than the image warps).
         """
         index = self._check_index(index)
-        arr = self.data.arrays
+        arr = self._arrays()
         h, w = self.data.image_size
         oh, ow = self.out_size
         p = self.sample_params(index)
@@ -206,7 +253,9 @@ class HandDataset(Dataset):
             flip = not flip
         P = _IDENTITY
         if flip:
-            K, X = np.asarray(camera.mirror_K(K, w)), np.asarray(skeleton.mirror(X))
+            # camera.mirror_K: F K M (u -> w - 1 - u; x -> -x); skeleton.mirror: x -> -x
+            K = _mirror_u(w) @ K @ _MIRROR_X
+            X = np.concatenate([-X[..., :1], X[..., 1:]], -1)
             uv = uv.copy()
             uv[:, 0] = (w - 1) - uv[:, 0]
             side, P = 1 - side, _flip_matrix(w)
@@ -214,16 +263,29 @@ class HandDataset(Dataset):
         K1 = self._resize @ K
         A = _IDENTITY
         if self.augment is not None:
-            H_rot = np.asarray(camera.homography_rotate_about_axis(K1, p["theta"]))
-            S = np.asarray(camera.scale_about_center(p["scale"], ((ow - 1) / 2.0, (oh - 1) / 2.0),
-                                                     p["shift"]))
+            # camera.rotation_z(theta) (theta as a 0-d float64 array, as camera._prep makes it)
+            theta = np.asarray(p["theta"])
+            c, s = np.cos(theta), np.sin(theta)
+            z = c * 0
+            Rz = np.array([[c, -s, z], [s, c, z], [z, z, z + 1]], np.float64)
+            H_rot = K1 @ Rz @ np.linalg.inv(K1)      # camera.homography_rotate_about_axis
+            # camera.scale_about_center(scale, ((ow - 1) / 2, (oh - 1) / 2), shift)
+            sc = p["scale"]
+            tx = (1 - sc) * ((ow - 1) / 2.0) + p["shift"][0]
+            ty = (1 - sc) * ((oh - 1) / 2.0) + p["shift"][1]
+            z = tx * 0
+            S = np.array([[sc, z, tx], [z, sc, ty], [z, z, z + 1]], np.float64)
             A = S @ H_rot
-            X = X @ np.asarray(camera.rotation_z(p["theta"])).T
+            X = X @ Rz.T
             K1 = S @ K1
         label_map = A @ self._resize          # stored (possibly flipped) pixels -> output pixels
 
-        uv_lab = np.asarray(camera.apply_homography(label_map, uv))
-        uv_3d = np.asarray(camera.project(K1, X))
+        # camera.apply_homography(label_map, uv) and camera.project(K1, X)
+        q = np.concatenate([uv, uv[..., :1] * 0 + 1], -1) @ label_map.swapaxes(-1, -2)
+        uv_lab = q[..., :2] / q[..., 2:3]
+        q = X @ K1.swapaxes(-1, -2)
+        valid = X[..., 2:3] > 0
+        uv_3d = np.where(valid, q[..., :2] / np.where(valid, q[..., 2:3], 1.0), float("nan"))
         kp2d = np.where(np.isfinite(uv_3d), uv_3d, uv_lab)
         in_crop = (np.isfinite(kp2d).all(1) & (kp2d[:, 0] >= -0.5) & (kp2d[:, 0] < ow - 0.5)
                    & (kp2d[:, 1] >= -0.5) & (kp2d[:, 1] < oh - 0.5))
@@ -239,7 +301,7 @@ class HandDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = self._check_index(index)
-        arr = self.data.arrays
+        arr = self._arrays()
         h, w = self.data.image_size
         oh, ow = self.out_size
         g = self.geometry(index)
@@ -247,7 +309,8 @@ class HandDataset(Dataset):
         kp2d, X, K1, in_crop, side, flip = (g["kp2d"], g["kp3d"], g["K"], g["in_crop"], g["side"],
                                             g["mirrored"])
 
-        identity = (oh, ow) == (h, w) and np.allclose(warp, _IDENTITY, atol=1e-12)
+        # np.allclose(warp, I, atol=1e-12) without its overhead (rtol 1e-5 as allclose's default)
+        identity = (oh, ow) == (h, w) and bool((np.abs(warp - _IDENTITY) <= _IDENTITY_TOL).all())
 
         def _warp(img: np.ndarray, interp: int) -> np.ndarray:
             if identity:
@@ -258,19 +321,22 @@ class HandDataset(Dataset):
         out: dict[str, torch.Tensor] = {}
         for f in self.fields:
             if f == "image":
-                img = np.asarray(arr["rgb"][index], np.float32) * np.float32(1 / 255)
+                # = np.asarray(rgb, float32) * float32(1/255): uint8 -> float32 is exact
+                img = np.multiply(arr["rgb"][index], np.float32(1 / 255), dtype=np.float32)
                 if p["jitter"] is not None:
-                    img = colour_jitter(img, *p["jitter"])
+                    b, c, s, hue = p["jitter"]
+                    img *= np.float32(b)
+                    img = _jitter_inplace(img, c, s, hue)
                 img = _warp(img, cv2.INTER_LINEAR)
                 out[f] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
             elif f == "depth":
-                d = _warp(np.asarray(arr["depth"][index]), cv2.INTER_NEAREST)
+                d = _warp(arr["depth"][index], cv2.INTER_NEAREST)
                 out[f] = torch.from_numpy((d * self.data.depth_scale_mm).astype(np.float32)[None])
             elif f == "mask":
-                m = _warp(np.asarray(arr["mask"][index]), cv2.INTER_NEAREST)
+                m = _warp(arr["mask"][index], cv2.INTER_NEAREST)
                 out[f] = torch.from_numpy(m.astype(np.float32)[None])
             elif f == "parts":
-                out[f] = torch.from_numpy(_warp(np.asarray(arr["parts"][index]),
+                out[f] = torch.from_numpy(_warp(arr["parts"][index],
                                                 cv2.INTER_NEAREST).astype(np.int64))
             elif f == "kp2d":
                 out[f] = torch.from_numpy(kp2d.astype(np.float32))
@@ -281,15 +347,15 @@ class HandDataset(Dataset):
             elif f == "vis":
                 out[f] = torch.from_numpy(np.array(arr["vis"][index], dtype=bool))
             elif f == "side":
-                out[f] = torch.tensor(side, dtype=torch.int64)
+                out[f] = torch.from_numpy(np.array(side, dtype=np.int64))
             elif f in ("has_2d", "has_3d", "has_depth"):
-                out[f] = torch.tensor(bool(arr[f][index]))
+                out[f] = torch.from_numpy(np.array(bool(arr[f][index])))
             elif f == "in_crop":
                 out[f] = torch.from_numpy(in_crop)
             elif f == "mirrored":
-                out[f] = torch.tensor(bool(flip))
+                out[f] = torch.from_numpy(np.array(bool(flip)))
             elif f == "index":
-                out[f] = torch.tensor(index, dtype=torch.int64)
+                out[f] = torch.from_numpy(np.array(index, dtype=np.int64))
             else:  # stored extra array
                 out[f] = torch.as_tensor(np.array(arr[f][index]))
         return out
