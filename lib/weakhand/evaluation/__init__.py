@@ -1,4 +1,4 @@
-"""Evaluation of every trained variant of a run folder (notebook ``70_evaluate``).
+"""Evaluation of every trained variant of a run folder (notebook ``70_evaluate_variants``).
 
     scores, tvs = evaluation.evaluate_run(run.path, "synth_sensor/test", limits=limits)
     table = evaluation.results_table(scores)          # rows + gap closure, mean ± std over seeds
