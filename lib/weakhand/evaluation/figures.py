@@ -155,3 +155,21 @@ def rendered_depth_figure(maps: Mapping[str, np.ndarray], variant: str, titles: 
     fig.update_layout(title="depth regulariser: sensor depth vs maps rendered from joints (normalised, near = 1)",
                       height=170 * 3 + 60, margin=dict(l=5, r=90, t=70, b=5))
     return fig
+
+
+def image_row(paths: Sequence, title: str = "", height: int = 300) -> go.Figure:
+    """Image files (e.g. `weakhand predict` overlays) side by side, titled by file stem."""
+    import cv2
+    from pathlib import Path
+
+    paths = [Path(p) for p in paths]
+    fig = make_subplots(rows=1, cols=max(len(paths), 1), subplot_titles=[p.stem for p in paths])
+    for c, p in enumerate(paths, start=1):
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"{p}: not a readable image")
+        fig.add_trace(go.Image(source=viz.png_uri(img[..., ::-1])), 1, c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, title=title, margin=dict(l=5, r=5, t=60, b=5))
+    return fig
