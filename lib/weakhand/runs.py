@@ -243,3 +243,106 @@ class Run:
 def open_run(run_dir: str | os.PathLike | None = "") -> Run:
     """The run folder for `run_dir` (see `resolve_run_dir`), created if needed."""
     return Run(resolve_run_dir(run_dir))
+
+
+# --- the last cell of every notebook: a short summary of the run folder -------------------------
+@dataclass(frozen=True)
+class FolderInfo:
+    folder: str    # relative to the run folder, POSIX separators ("." = the run folder itself)
+    files: int
+    size: int      # bytes
+
+
+class RunSummary:
+    """What a run folder holds, in a few lines: file counts and sizes per folder, and the files
+    written since a timestamp (e.g. by the notebook that prints it). Prints as text and HTML."""
+
+    def __init__(self, root: Path, folders: list[FolderInfo], written: ArtifactList | None,
+                 since: float | None, max_files: int):
+        self.root = Path(root)
+        self.folders = folders
+        self.written = written
+        self.since = since
+        self.max_files = max_files
+
+    @property
+    def total_files(self) -> int:
+        return sum(f.files for f in self.folders)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.folders)
+
+    def _written_lines(self) -> tuple[list[ArtifactInfo], int, int]:
+        items = list(self.written or [])
+        shown, rest = items[: self.max_files], items[self.max_files:]
+        return shown, len(rest), sum(a.size for a in rest)
+
+    def __repr__(self) -> str:
+        lines = [f"run folder {self.root}: {self.total_files} file(s), {_human(self.total_size)}"]
+        if self.folders:
+            w = max(len("folder"), *(len(f.folder + "/") for f in self.folders))
+            lines.append(f"  {'folder':<{w}}  {'files':>6}  {'size':>9}")
+            lines += [f"  {f.folder + '/':<{w}}  {f.files:>6}  {_human(f.size):>9}"
+                      for f in self.folders]
+        if self.written is not None:
+            shown, n_rest, size_rest = self._written_lines()
+            lines.append(f"written by this notebook: {len(self.written)} file(s), "
+                         f"{_human(self.written.total_size)}")
+            if shown:
+                w = max(len(a.path) for a in shown)
+                lines += [f"  {a.path:<{w}}  {_human(a.size):>9}" for a in shown]
+            if n_rest:
+                lines.append(f"  ... and {n_rest} more file(s), {_human(size_rest)}")
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(f"<tr><td style='text-align:left'><code>{esc(f.folder)}/</code></td>"
+                       f"<td>{f.files}</td><td>{esc(_human(f.size))}</td></tr>" for f in self.folders)
+        out = (f"<table><caption style='text-align:left'>run folder <code>{esc(str(self.root))}</code>: "
+               f"{self.total_files} file(s), {esc(_human(self.total_size))}</caption>"
+               f"<thead><tr><th>folder</th><th>files</th><th>size</th></tr></thead>"
+               f"<tbody>{rows}</tbody></table>")
+        if self.written is not None:
+            shown, n_rest, size_rest = self._written_lines()
+            rows = "".join(f"<tr><td style='text-align:left'><code>{esc(a.path)}</code></td>"
+                           f"<td>{esc(_human(a.size))}</td></tr>" for a in shown)
+            if n_rest:
+                rows += (f"<tr><td style='text-align:left'>… and {n_rest} more file(s)</td>"
+                         f"<td>{esc(_human(size_rest))}</td></tr>")
+            out += (f"<table><caption style='text-align:left'>written by this notebook: "
+                    f"{len(self.written)} file(s), {esc(_human(self.written.total_size))}</caption>"
+                    f"<thead><tr><th>file</th><th>size</th></tr></thead><tbody>{rows}</tbody></table>")
+        return out
+
+
+def summarize_run_dir(run_dir: "Run | str | os.PathLike", since: float | None = None, *,
+                      max_files: int = 20, include_run_files: bool = False) -> RunSummary:
+    """Summary of a run folder for a notebook's last cell.
+
+    Per folder (a file's parent folder, relative to the run): how many files and bytes. With
+    `since` (e.g. ``run.opened_at``), also the files modified at/after that time, i.e. what the
+    notebook wrote, at most `max_files` of them listed by name (the rest counted). Hidden files,
+    atomic-write temporaries and, unless `include_run_files`, the runner's own files are left out
+    (as in :meth:`Run.list_artifacts`). Nothing is created.
+    """
+    path = run_dir.path if isinstance(run_dir, Run) else resolve_run_dir(run_dir)
+    if not path.exists():
+        return RunSummary(path, [], ArtifactList([], path) if since is not None else None,
+                          since, max_files)
+    run = run_dir if isinstance(run_dir, Run) else Run(path)
+    arts = run.list_artifacts(include_run_files=include_run_files)
+    per: dict[str, list[int]] = {}
+    for a in arts:
+        folder = Path(a.path).parent.as_posix()
+        acc = per.setdefault(folder, [0, 0])
+        acc[0] += 1
+        acc[1] += a.size
+    folders = [FolderInfo(k, v[0], v[1]) for k, v in sorted(per.items())]
+    written = None
+    if since is not None:
+        written = ArtifactList([a for a in arts if a.mtime >= since - 1e-3], run.path)
+    return RunSummary(run.path, folders, written, since, max_files)
