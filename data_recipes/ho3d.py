@@ -43,6 +43,8 @@ from weakhand import skeleton as sk
 from weakhand.recipes import base
 
 NAME = "ho3d"
+#: annotation files in the dataset's own pickle format (read with a restricted unpickler)
+PICKLE_FILES = "train/<SEQ>/meta/<id>.pkl, evaluation/<SEQ>/meta/<id>.pkl"
 SPLITS = ("train", "eval")
 #: version: "v2" (rgb .png) or "v3" (rgb .jpg; README "Update Jul 2021").
 OPTIONS = {"version": "v2"}

@@ -27,6 +27,8 @@ from weakhand.recipes.base import (Candidate, RawDataError, RawLayoutError, Requ
                                    expect_shape, read_image, read_pickle)
 
 NAME = "rhd"
+#: annotation files in the dataset's own pickle format (read with a restricted unpickler)
+PICKLE_FILES = "training/anno_training.pickle, evaluation/anno_evaluation.pickle"
 SPLITS = ("train", "eval")
 #: output split -> raw set folder
 SETS = {"train": "training", "eval": "evaluation"}

@@ -112,8 +112,45 @@ def read_json(path: str | os.PathLike) -> Any:
         raise RawDataError(f"{path}: cannot read: {e}") from None
 
 
+#: Why some recipes read pickles at all, printed by the converter and kept in the manifest.
+PICKLE_NOTICE = ("{dataset}'s own annotation format is Python pickle ({files}). Unpickling can "
+                 "run code, so weakhand reads these files with a restricted unpickler that only "
+                 "rebuilds NumPy arrays and plain containers and refuses anything else; still, "
+                 "convert only a copy downloaded from the dataset's official source that you "
+                 "trust.")
+
+# the only globals a dataset annotation pickle may reference: NumPy array/scalar/dtype
+# reconstruction and plain containers (no callables that run commands or import code)
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"), ("collections", "OrderedDict"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+    ("builtins", "slice"), ("builtins", "bytearray"), ("__builtin__", "set"),
+    ("__builtin__", "frozenset"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+    ("__builtin__", "object"), ("builtins", "object"),
+    ("_codecs", "encode"),  # bytes in protocol 0-2 pickles: encode(str, "latin1")
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module}.{name}: a dataset annotation pickle may only hold "
+            "NumPy arrays and plain containers (this file could run code; is it the original "
+            "download?)")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids are not allowed in annotation pickles")
+
+
 def read_pickle(path: str | os.PathLike) -> Any:
-    """Plain pickle load, falling back to latin1 (Python 2 pickles, e.g. HO-3D meta)."""
+    """Load a dataset's annotation pickle (RHD ``anno_*.pickle``, HO-3D ``meta/*.pkl``) with a
+    restricted unpickler (NumPy arrays and plain containers only; see :data:`PICKLE_NOTICE`),
+    falling back to latin1 (Python 2 pickles, e.g. HO-3D meta)."""
     path = Path(path)
     if not path.is_file():
         raise RawDataError(f"{path}: file not found")
@@ -121,9 +158,13 @@ def read_pickle(path: str | os.PathLike) -> Any:
     for kw in ({}, {"encoding": "latin1"}):
         try:
             with open(path, "rb") as fh:
-                return pickle.load(fh, **kw)
-        except (pickle.UnpicklingError, EOFError, UnicodeDecodeError, ValueError,
-                AttributeError, ImportError, IndexError, TypeError) as e:
+                return _RestrictedUnpickler(fh, **kw).load()
+        except pickle.UnpicklingError as e:
+            if "refusing to load global" in str(e):
+                raise RawDataError(f"{path}: {e}") from None
+            errors.append(f"{type(e).__name__}: {e}")
+        except (EOFError, UnicodeDecodeError, ValueError, AttributeError, ImportError,
+                IndexError, TypeError, KeyError, OverflowError, MemoryError) as e:
             errors.append(f"{type(e).__name__}: {e}")
     raise RawDataError(f"{path}: cannot unpickle (truncated or corrupt?): {errors[-1]}")
 
@@ -444,6 +485,10 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     report: dict[str, Any] = {}
+    pickles = getattr(recipe, "PICKLE_FILES", None)
+    notice = PICKLE_NOTICE.format(dataset=recipe.NAME, files=pickles) if pickles else None
+    if notice:
+        log(f"note: {notice}")
     extras = {"raw_index": (np.int64, ()), "group": (np.int32, ()),
               "crop_box": (np.float32, (4,))}
     protocol = recipe.protocol(options)
@@ -465,6 +510,8 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
             source = {"kind": "converted", "dataset": recipe.NAME,
                       "recipe": f"data_recipes.{recipe.NAME}", "src": str(src.resolve()),
                       "split": split, "options": options, "size": size, "margin": margin}
+            if notice:
+                source["pickle_notice"] = notice
             with DatasetWriter(tmp / split, count=len(cands), image_size=(size, size),
                                name=recipe.NAME, domain=recipe.NAME, split=split, source=source,
                                extras=extras, allow_fewer=True, root=protocol["root"],
@@ -491,6 +538,8 @@ def convert(recipe, src: str | os.PathLike, out: str | os.PathLike,
             log(f"{recipe.NAME}/{split}: {written} written of {len(cands)}"
                 + (f"; rejected: {dict(rejects)}" if rejects else ""))
     report["seconds"] = round(time.perf_counter() - t0, 2)
+    if notice:
+        report["notice"] = notice
     return report
 
 

@@ -17,6 +17,12 @@ A checkpoint is one ``torch.save`` file (a plain dict, loadable with ``weights_o
 Files are serialised in memory and moved into place with :func:`weakhand.io.atomic_write_bytes`,
 so a crash (or an exception in ``torch.save``) never leaves a truncated checkpoint and never
 touches the previous one.
+
+**Safety.** A checkpoint is only ever read with ``torch.load(weights_only=True)``: unpickling
+arbitrary objects can run code, so a file holding anything but tensors, numbers, strings and
+plain containers is refused (:class:`UnsafeCheckpointError`), never loaded "fully". The writer
+enforces the same rule: NumPy scalars/arrays are converted, any other object raises
+:class:`CheckpointError` naming the entry (store such values as a JSON string).
 """
 from __future__ import annotations
 
@@ -24,7 +30,6 @@ import io as _io
 import os
 import pickle
 import random
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,9 +44,9 @@ FORMAT = "weakhand.checkpoint"
 VERSION = 1
 SINGLE_MODEL_KEY = "model"
 
-__all__ = ["CheckpointError", "CheckpointNotFoundError", "checkpoint_info", "load_checkpoint",
-           "read_checkpoint", "write_checkpoint", "rng_state", "set_rng_state", "FORMAT",
-           "VERSION"]
+__all__ = ["CheckpointError", "CheckpointNotFoundError", "UnsafeCheckpointError",
+           "checkpoint_info", "load_checkpoint", "read_checkpoint", "write_checkpoint",
+           "restore_scheduler", "rng_state", "set_rng_state", "FORMAT", "VERSION"]
 
 
 class CheckpointError(RuntimeError):
@@ -50,6 +55,11 @@ class CheckpointError(RuntimeError):
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         super().__init__(message)
         self.path = None if path is None else Path(path)
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file holds pickled Python objects that a safe (``weights_only``) load refuses; it was
+    not unpickled."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -92,6 +102,71 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# LR schedulers: resuming with a different training length
+
+#: state-dict entries of torch's LR schedulers that fix the schedule's length
+_LENGTH_KEYS = ("T_max", "total_steps", "total_iters", "T_0", "T_mult", "step_size",
+                "milestones", "epochs", "steps_per_epoch")
+
+
+def _schedule_shape(state: Any) -> dict[str, Any]:
+    if not isinstance(state, Mapping):
+        return {}
+    out: dict[str, Any] = {k: state[k] for k in _LENGTH_KEYS if k in state}
+    subs = state.get("_schedulers")
+    if isinstance(subs, list):
+        out["_schedulers"] = [_schedule_shape(x) for x in subs]
+    return out
+
+
+def _describe_shape(shape: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in shape.items() if k != "_schedulers") or "nested"
+
+
+def restore_scheduler(scheduler: Any, state: Mapping[str, Any] | None, step: int) -> str | None:
+    """Restore a checkpoint's LR-scheduler `state` into `scheduler` (built for this run), at
+    optimizer step `step`.
+
+    Semantics when the schedule's length changed (``T_max``, ``total_steps``, ``milestones``...
+    differ, e.g. a finished 6-step run extended with ``-p steps_stage1=400``): the stored state
+    is *not* loaded (it would make the LR cycle with the old period); the scheduler keeps its
+    new configuration and is fast-forwarded to `step`, so the LR continues from the value the
+    *new* schedule has at that step, as if the run had been planned with the new length from
+    the start (the weights and optimizer moments are those of the checkpoint). Returns a
+    sentence describing the rebuild, or None when the state was simply loaded.
+    """
+    if scheduler is None or state is None:
+        return None
+    fresh = scheduler.state_dict()
+    old, new = _schedule_shape(state), _schedule_shape(fresh)
+    if old == new:
+        scheduler.load_state_dict(state)
+        return None
+    import copy
+    import warnings
+
+    fresh = copy.deepcopy(fresh)
+    base = fresh.get("base_lrs")
+    fresh["last_epoch"] = 0
+    fresh["_step_count"] = 1
+    opt = getattr(scheduler, "optimizer", None)
+    if opt is not None:
+        for i, g in enumerate(opt.param_groups):
+            lr0 = base[i] if isinstance(base, list) and i < len(base) else g.get("initial_lr", g["lr"])
+            g["lr"] = g["initial_lr"] = lr0
+    scheduler.load_state_dict(fresh)
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()"
+        warnings.simplefilter("ignore")
+        for _ in range(int(step)):
+            scheduler.step()
+    lr = [round(float(g["lr"]), 10) for g in opt.param_groups] if opt is not None else []
+    return (f"the LR schedule changed length ({type(scheduler).__name__} "
+            f"{_describe_shape(old)} -> {_describe_shape(new)}): it is rebuilt for the new length "
+            f"and continues at step {int(step)} with lr {lr} (the old scheduler state is not "
+            "restored)")
+
+
+# --------------------------------------------------------------------------------------------
 # writing
 
 def write_checkpoint(ckpt: Mapping[str, Any], paths: str | os.PathLike | Iterable[str | os.PathLike]
@@ -103,14 +178,61 @@ def write_checkpoint(ckpt: Mapping[str, Any], paths: str | os.PathLike | Iterabl
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    safe = _safe_copy(dict(ckpt), "checkpoint")
     buf = _io.BytesIO()
-    torch.save(dict(ckpt), buf)
+    torch.save(safe, buf)
     data = buf.getvalue()
+    try:  # what we write must load with weights_only=True (the only way it is ever read)
+        torch.load(_io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"refusing to write a checkpoint that a safe load "
+                              f"(torch.load(weights_only=True)) cannot read: {exc}") from exc
     return [atomic_write_bytes(p, data) for p in paths]
+
+
+_SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.Size, torch.dtype,
+                torch.device)
+
+
+def _safe_copy(obj: Any, where: str) -> Any:
+    """`obj` with NumPy scalars/arrays converted (to numbers / tensors); CheckpointError naming
+    the entry for anything a ``weights_only`` load would refuse (functions, custom classes...)."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _SAFE_LEAVES:
+        return obj
+    for base in (bool, int, float, str, bytes):  # e.g. torch.__version__ (a str subclass)
+        if isinstance(obj, base):
+            return base(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise CheckpointError(f"cannot store {where}: a NumPy object array")
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, (str, int, float, bool, type(None))):
+                raise CheckpointError(f"cannot store {where}: key {k!r} is a {type(k).__name__} "
+                                      "(keys must be strings or numbers)")
+            out[k] = _safe_copy(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [_safe_copy(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, (set, frozenset)):
+        return [_safe_copy(v, f"{where}{{}}") for v in sorted(obj, key=repr)]
+    raise CheckpointError(
+        f"cannot store {where}: a {type(obj).__module__}.{type(obj).__qualname__} object. "
+        "Checkpoints hold only tensors, numbers, strings and plain containers, so that they load "
+        "with torch.load(weights_only=True) (loading pickled objects can run code); store it as "
+        "plain data (e.g. json.dumps(...) for a configuration)")
 
 
 # --------------------------------------------------------------------------------------------
 # reading
+
+_LEGACY_SAFE_GLOBALS = [torch.torch_version.TorchVersion]
+
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
                     mmap: bool = False) -> dict[str, Any]:
@@ -124,17 +246,36 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
             hint = f" ({path.parent} holds: {', '.join(present) if present else 'no .pt files'})"
         raise CheckpointNotFoundError(f"checkpoint not found: {path}{hint}", path)
     try:
-        try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({exc})", path) from None
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        what = ("the file is empty" if not head else
+                f"corrupt or truncated, or another kind of file: its first bytes are {head!r}")
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({what}); give a .pt file "
+                              "written by weakhand (e.g. <run>/stage1_pose/best.pt)", path)
+    try:
+        # never weights_only=False: unpickling arbitrary objects can execute code. Checkpoints
+        # written before the writer was made strict store torch.__version__ as a TorchVersion
+        # (a plain str subclass): allowing that one class keeps them loadable.
+        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
             ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as exc:
-            if "weights only" not in str(exc).lower():
-                raise
-            # a scheduler/config holding an arbitrary object: our own file, load it fully
-            ckpt = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            OSError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read "
-                              f"({type(exc).__name__}: {exc})", path) from exc
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+            first = _first_line(exc)
+            raise UnsafeCheckpointError(
+                f"refusing to load {path}: it holds pickled Python objects that a safe load "
+                f"refuses ({first}). Loading it could run arbitrary code, so it was not "
+                "unpickled. weakhand checkpoints hold only tensors, numbers, strings and plain "
+                "containers: use a checkpoint written by weakhand's Trainer (retrain, or re-run "
+                "the notebook that makes it with -p resume=False); never load files from an "
+                "untrusted source", path) from None
+        raise _corrupt(path, exc) from None
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # text file, truncated zip, ...: torch raises many types
+        raise _corrupt(path, exc) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a weakhand training checkpoint (no "
                               f"format={FORMAT!r} entry); was it written by weakhand.train?", path)
@@ -142,6 +283,23 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
         raise CheckpointError(f"checkpoint {path} has format version {ckpt['version']}, newer than "
                               f"this weakhand (version {VERSION}); update the code", path)
     return ckpt
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.lower().startswith("weights only load failed"):
+            return line[:200]
+    return text[:200] or type(exc).__name__
+
+
+def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+    what = "is empty" if path.stat().st_size == 0 else "is corrupt or truncated (or not a checkpoint)"
+    return CheckpointError(
+        f"checkpoint {path} {what} and cannot be read ({type(exc).__name__}: "
+        f"{_first_line(exc)}). If it is a run's last.pt, delete it or restart that training with "
+        "-p resume=False; a best.pt is rewritten by re-running its notebook", path)
 
 
 def _n_params(state_dict: Mapping[str, Any]) -> int:
@@ -219,7 +377,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, nn.
         if optimizer is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
+            restore_scheduler(scheduler, ckpt["scheduler"], int(ckpt.get("step") or 0))
         if scaler is not None and ckpt.get("scaler") is not None:
             scaler.load_state_dict(ckpt["scaler"])
     except (ValueError, KeyError, RuntimeError) as exc:

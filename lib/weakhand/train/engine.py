@@ -604,13 +604,15 @@ class Trainer:
         ck._load_models(ckpt, self.models, path, strict=True)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            if self.scheduler is not None and ckpt.get("scheduler") is not None:
-                self.scheduler.load_state_dict(ckpt["scheduler"])
+            # a changed length (finished run extended) rebuilds the schedule: see restore_scheduler
+            rebuilt = ck.restore_scheduler(self.scheduler, ckpt.get("scheduler"), int(ckpt["step"]))
             if self.scaler is not None and ckpt.get("scaler") is not None:
                 self.scaler.load_state_dict(ckpt["scaler"])
         except (ValueError, KeyError, RuntimeError) as exc:
             raise ck.CheckpointError(f"checkpoint {path}: optimizer/scheduler state does not fit "
                                      f"this trainer: {exc}", path) from exc
+        if rebuilt and self.is_main:
+            warnings.warn(f"resuming {path}: {rebuilt}", stacklevel=3)
         if self.is_main:
             self._warn_config_changes(ckpt, path)
         self._reset_state()
