@@ -238,7 +238,7 @@ def test_checkpoint_kinds(run, tmp_path):
         torch.testing.assert_close(v, run["cai3_state"][k])
     lone = tmp_path / "elsewhere" / "stage3_2d" / "last.pt"
     lone.parent.mkdir(parents=True)
-    ck = torch.load(run["stage3"], weights_only=False)
+    ck = torch.load(run["stage3"], weights_only=True)
     ck["config"]["run_dir"] = str(tmp_path / "gone")
     write_checkpoint(ck, lone)
     with pytest.raises(P.PredictError, match=r"config\['net'\].*stage1_pose"):

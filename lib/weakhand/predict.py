@@ -25,7 +25,10 @@ There is no hand detector here: crop full frames first (out of scope). Any size 
 non-square images are padded to a square with black borders (centred), then resized to the
 network's ``train_size`` (``cv2.INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging).
 Grey images are replicated to RGB, an alpha channel is ignored, 16-bit images are scaled to
-8 bit; EXIF orientation is *not* applied (pixels as stored). Files whose extension is not an
+8 bit; EXIF orientation is *not* applied (pixels as stored). Images over ``MAX_IMAGE_PIXELS``
+(40 Mpx) are refused (from the file header, before decoding, for PNG/JPEG/BMP/PNM/WebP), and
+images over ``MAX_WORK_SIDE`` (1024 px a side) are downsized right after decoding, so a batch
+never holds full-size images (uv, K and image_size still refer to the image as given). Files whose extension is not an
 image format are skipped and listed; an unreadable or corrupt image fails alone (its name and
 the reason are reported) and the others still go through. The networks were trained on right
 hands (left ones mirrored): ``left=True`` / ``--left`` mirrors every image for the network and
@@ -56,8 +59,11 @@ Z_k = Z_root + zⁿ_k · s and (X, Y, Z)_k = Z_k K⁻¹(u_k, v_k, 1).
   the root depth or use ``"closed-form"``.
 
 **Outputs** (folder `out_dir`, built under a temporary name and moved into place when complete,
-so a failed or killed run leaves the previous output or nothing; an existing `out_dir` must be
-empty or an earlier predict output, which is replaced):
+so a failed run leaves the previous output or nothing; an existing `out_dir` must be empty or
+an earlier predict output, of which only the files it wrote (listed in its
+``.weakhand-predict.json``) are replaced or removed: notes or analysis folders you added there
+are kept; any other non-empty folder needs ``overwrite=True`` / ``--overwrite``, which also
+touches nothing but the output files):
 
 * ``predictions.json``: checkpoint (path, kind ``"cai"``/``"pose25d"``, class, trainer name,
   step, input size), conventions, the defaults, and per image (input order) ``image``, ``ok``,
@@ -104,6 +110,16 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", "
                               ".webp", ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"})
 MIN_IMAGE_SIDE = 8
 OVERLAY_MIN_SIDE = 256
+#: images with more pixels are refused, from their header when it can be read (PNG, JPEG, BMP,
+#: PNM, WebP) before anything is decoded: a 10000×10000 RGB image alone is 300 MB decoded
+MAX_IMAGE_PIXELS = 40_000_000
+#: larger images are downsized (INTER_AREA) to this longest side right after decoding and only
+#: that copy is kept for the batch and the overlay (the network sees train_size px anyway); K,
+#: uv and image_size still refer to the image as given
+MAX_WORK_SIDE = 1024
+#: the manifest of what a predict run wrote into --out (only these files are ever replaced)
+OUTPUT_MANIFEST = ".weakhand-predict.json"
+OUTPUT_MANIFEST_FORMAT = "weakhand.predict-output"
 
 #: accepted model classes -> kind
 ACCEPTED = {"CaiPoseNet": "cai", "Pose25DNet": "pose25d"}
@@ -352,13 +368,75 @@ def _quiet_imdecode(cv2, data: np.ndarray):
         log.setLogLevel(old)
 
 
-def load_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+def image_header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a PNG, JPEG, BMP, PNM or WebP file, without
+    decoding it; None when the format is not one of these or the header is unreadable."""
+    import struct
+
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])
+        if head.startswith(b"BM") and len(head) >= 26:
+            w, h = struct.unpack("<ii", head[18:26])
+            return abs(w), abs(h)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            kind = head[12:16]
+            if kind == b"VP8X":
+                return (1 + int.from_bytes(head[24:27], "little"),
+                        1 + int.from_bytes(head[27:30], "little"))
+            if kind == b"VP8L":
+                b = int.from_bytes(head[21:25], "little")
+                return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
+            if kind == b"VP8 ":
+                w, h = struct.unpack("<HH", head[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+        if head[:1] == b"P" and head[1:2] in b"123456" and len(head) > 3:
+            tokens, text = [], head[2:].split(b"\n")
+            for line in text:
+                line = line.split(b"#", 1)[0]
+                tokens += line.split()
+                if len(tokens) >= 2:
+                    return int(tokens[0]), int(tokens[1])
+        if head.startswith(b"\xff\xd8"):
+            i = 2
+            while i + 9 < len(head):
+                if head[i] != 0xFF:
+                    return None
+                marker = head[i + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    i += 2
+                    continue
+                seg = struct.unpack(">H", head[i + 2:i + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", head[i + 5:i + 9])
+                    return w, h
+                i += 2 + seg
+    except (struct.error, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_pixels(w: int, h: int, max_pixels: int) -> None:
+    if w * h > max_pixels:
+        raise ValueError(f"image too large: {w}×{h} px = {w * h / 1e6:.0f} Mpx, more than the "
+                         f"{max_pixels / 1e6:.0f} Mpx weakhand predict decodes (it would take "
+                         f"{w * h * 3 / 1e9:.1f} GB); give a hand-centred crop, or downsize it "
+                         "first (the network sees only a few dozen pixels a side)")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
+               ) -> tuple[np.ndarray, list[str]]:
     """Read an image as uint8 RGB (H, W, 3): grey replicated, alpha dropped, 16 bit scaled.
-    Returns (image, notes). Raises ValueError with the reason when it cannot be used."""
+    Returns (image, notes). Raises ValueError with the reason when it cannot be used (also for
+    more than `max_pixels` pixels: checked from the header, before decoding, where possible)."""
     import cv2
 
     path = Path(path)
     try:
+        with open(path, "rb") as fh:
+            size = image_header_size(fh.read(1 << 16))
+        if size is not None:
+            _check_pixels(*size, max_pixels)
         data = np.frombuffer(path.read_bytes(), np.uint8)
     except OSError as e:
         raise ValueError(f"cannot read the file ({e.strerror or e})") from e
@@ -389,6 +467,7 @@ def load_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     else:
         raise ValueError(f"unsupported image layout {img.shape}")
     h, w = img.shape[:2]
+    _check_pixels(w, h, max_pixels)  # formats whose header was not read
     if min(h, w) < MIN_IMAGE_SIDE:
         raise ValueError(f"image too small ({w}×{h} px; at least {MIN_IMAGE_SIDE} px a side)")
     return np.ascontiguousarray(img), notes
@@ -621,6 +700,24 @@ def predict_images(predictor: Predictor, images: Sequence[np.ndarray],
     return [_public(r) for r in records]
 
 
+def _apply(M: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    hom = np.concatenate([np.asarray(uv, float), np.ones((len(uv), 1))], 1) @ np.asarray(M).T
+    return hom[:, :2] / hom[:, 2:3]
+
+
+def _to_given_pixels(rec: dict, A: np.ndarray, K: np.ndarray, k_src: str, w: int, h: int
+                     ) -> dict:
+    """A record predicted on a downsized copy (A: given px -> downsized px), in the pixels of
+    the image as given (uv, K, image_size; the 3D joints do not change)."""
+    rec = dict(rec)
+    rec["image_size"] = [int(w), int(h)]
+    rec["K"] = np.asarray(K, float)
+    if rec.get("ok"):
+        rec["uv"] = _apply(np.linalg.inv(A), rec["uv"])
+        rec["assumptions"] = {**rec["assumptions"], "K_source": k_src}
+    return rec
+
+
 def _public(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
@@ -754,24 +851,124 @@ def _output_names(files: Sequence[Path]) -> list[str]:
     return out
 
 
-def _check_out_dir(out: Path, files: Sequence[Path], inputs: Sequence[Path]) -> None:
+def _safe_rel(rel: Any) -> str | None:
+    """A relative POSIX path inside the output folder, or None (absolute, '..', not a str)."""
+    if not isinstance(rel, str) or not rel:
+        return None
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        return None
+    return p.as_posix()
+
+
+def previous_outputs(out: str | os.PathLike) -> set[str] | None:
+    """The files (relative paths) an earlier ``weakhand predict`` wrote into `out`, from its
+    manifest (``.weakhand-predict.json``) and its ``predictions.json`` (outputs of versions
+    without a manifest: predictions.json, view3d.html and the overlays it lists); None when
+    `out` holds no predict output."""
+    out = Path(out)
+    owned: set[str] = set()
+    found = False
+    try:
+        man = json.loads((out / OUTPUT_MANIFEST).read_text())
+        if isinstance(man, dict) and man.get("format") == OUTPUT_MANIFEST_FORMAT:
+            found = True
+            owned |= {r for r in map(_safe_rel, man.get("files") or []) if r}
+    except (OSError, ValueError):
+        pass
+    try:
+        doc = json.loads((out / "predictions.json").read_text())
+        if isinstance(doc, dict) and doc.get("format") == FORMAT:
+            found = True
+            owned |= {"predictions.json", "view3d.html"}
+            for r in doc.get("images") or []:
+                rel = _safe_rel(r.get("overlay")) if isinstance(r, dict) else None
+                if rel:
+                    owned.add(rel)
+    except (OSError, ValueError):
+        pass
+    if found:
+        owned.add(OUTPUT_MANIFEST)
+    return owned if found else None
+
+
+def _check_out_dir(out: Path, files: Sequence[Path], inputs: Sequence[Path],
+                   new_files: Sequence[str], overwrite: bool) -> set[str]:
+    """Refuse an unusable --out; returns the files of an earlier predict output there."""
     if out.exists() and not out.is_dir():
         raise PredictError(f"--out {out} exists and is not a folder")
     ro = out.resolve()
     for p in list(inputs) + list(files):
         rp = Path(p).resolve()
         if rp == ro or ro in rp.parents:
-            raise PredictError(f"the output folder {out} contains the input {p}; it would be "
-                               "replaced: choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        pj = out / "predictions.json"
-        try:
-            is_ours = json.loads(pj.read_text()).get("format") == FORMAT
-        except (OSError, ValueError, AttributeError):
-            is_ours = False
-        if not is_ours:
-            raise PredictError(f"--out {out} exists and is not empty nor an earlier `weakhand "
-                               "predict` output; choose a new or empty folder")
+            raise PredictError(f"the output folder {out} contains the input {p}; choose another "
+                               "--out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return set()
+    owned = previous_outputs(out)
+    if owned is None and not overwrite:
+        raise PredictError(
+            f"--out {out} exists and is not empty nor an earlier `weakhand predict` output; "
+            "choose a new or empty folder, or pass --overwrite to write into it anyway (only "
+            "predictions.json, view3d.html, overlays/<image>.png and "
+            f"{OUTPUT_MANIFEST} are written there; nothing else is touched)")
+    owned = owned or set()
+    if not overwrite:
+        clash = [r for r in new_files if r not in owned and (out / r).exists()]
+        if clash:
+            raise PredictError(
+                f"--out {out}: {', '.join(clash[:5])}{' ...' if len(clash) > 5 else ''} "
+                "exist(s) there but were not written by weakhand predict; move them away or "
+                "pass --overwrite to replace them")
+    return owned
+
+
+def _commit_outputs(tmp: Path, out: Path, new_files: Sequence[str], owned: set[str]) -> None:
+    """Move the finished outputs from `tmp` into `out`: every new file replaces its namesake
+    (predictions.json last), files of the earlier predict output that this run did not write
+    again are removed, nothing else in `out` is touched."""
+    from .io import atomic_write_json
+
+    manifest = {"format": OUTPUT_MANIFEST_FORMAT,
+                "note": "files written by `weakhand predict`; a later predict into this folder "
+                        "replaces or removes only these",
+                "files": sorted(set(new_files) | {OUTPUT_MANIFEST})}
+    if not out.exists():
+        atomic_write_json(tmp / OUTPUT_MANIFEST, manifest)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+        return
+    order = sorted(new_files, key=lambda r: (r == "predictions.json", r))
+    for rel in order:
+        dst = out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_dir():
+            raise PredictError(f"--out {out}: {rel} is a folder; cannot write the output file")
+        os.replace(tmp / rel, dst)
+    atomic_write_json(out / OUTPUT_MANIFEST, manifest)
+    keep = set(new_files) | {OUTPUT_MANIFEST}
+    for rel in sorted(owned - keep):
+        target = out / rel
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+    ov = out / "overlays"
+    if ov.is_dir() and not any(ov.iterdir()):
+        ov.rmdir()
+
+
+def _downsize(img: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(image with longest side <= max_side, A: original px -> downsized px (None: as is))."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img, None
+    k = max_side / max(h, w)
+    nw, nh = max(MIN_IMAGE_SIDE, round(w * k)), max(MIN_IMAGE_SIDE, round(h * k))
+    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    sx, sy = nw / w, nh / h  # pixel centres: u' = sx (u + 0.5) - 0.5
+    A = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    return np.ascontiguousarray(small), A
 
 
 def _jsonable(x: Any) -> Any:
@@ -791,7 +988,7 @@ def predict_folder(checkpoint_or_predictor: Predictor | str | os.PathLike,
                    out_dir: str | os.PathLike, K: Any = None,
                    root_depth_mm: float | str | None = None, scale_mm: float | None = None,
                    left: bool = False, device: str = "auto", batch_size: int | None = None,
-                   show_progress: bool = True) -> dict:
+                   show_progress: bool = True, overwrite: bool = False) -> dict:
     """Predict every image of a folder (or a list of files/folders) and write `out_dir`
     (``predictions.json``, ``overlays/``, ``view3d.html``; see the module docstring).
     `checkpoint_or_predictor`: a :class:`Predictor` or a checkpoint path (loaded on `device`);
@@ -801,8 +998,17 @@ def predict_folder(checkpoint_or_predictor: Predictor | str | os.PathLike,
     ``skipped`` ([{file, reason}]), ``kind``, ``out_dir``, ``predictions``, ``overlays``,
     ``view3d`` (paths). Usage errors (checkpoint, no image files, K file, options, output folder)
     raise :class:`PredictError` before anything is written; bad images are reported, not raised.
+
+    `out_dir` may be new, empty, or an earlier predict output: then only the files that output
+    wrote (its ``.weakhand-predict.json`` manifest) are replaced or removed, never other files
+    (notes, analysis folders). Any other non-empty folder is refused unless `overwrite`, which
+    writes the outputs into it and still touches nothing else. The outputs are built in a
+    temporary sibling folder and moved in only when complete.
     """
-    from .io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
+    import shutil
+
+    from .io import (_tmp_sibling, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                     clean_stale_temporaries)
     from .progress import progress
     from .skeleton import JOINT_NAMES
 
@@ -824,8 +1030,10 @@ def predict_folder(checkpoint_or_predictor: Predictor | str | os.PathLike,
     root_opt = _root_option(root_depth_mm)
     _scale_option(scale_mm)
     out = Path(out_dir)
-    _check_out_dir(out, files, [Path(p) for p in inputs])
     overlay_names = _output_names(files)
+    owned = _check_out_dir(out, files, [Path(p) for p in inputs],
+                           ["predictions.json", "view3d.html",
+                            *(f"overlays/{n}" for n in overlay_names)], overwrite)
     names = [f.name for f in files]
     if isinstance(Kspec, dict) and len(set(names)) < len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -833,27 +1041,43 @@ def predict_folder(checkpoint_or_predictor: Predictor | str | os.PathLike,
                            f"more than once: {dup}")
 
     records: list[dict] = []
-    with atomic_directory(out, overwrite=True) as tmp:
+    clean_stale_temporaries(out)
+    tmp = _tmp_sibling(out, is_dir=True)
+    try:
         (tmp / "overlays").mkdir()
         bar = progress(total=len(files), desc="predict", unit="img",
                        disable=not show_progress or len(files) <= pred.batch_size)
         try:
             for start in range(0, len(files), pred.batch_size):
                 chunk = files[start:start + pred.batch_size]
-                loaded, load_err, notes = [], {}, {}
-                for f in chunk:
+                loaded, load_err, notes, big = [], {}, {}, {}
+                for i, f in enumerate(chunk):
                     try:
                         img, note = load_image(f)
+                        h, w = img.shape[:2]
+                        img, A = _downsize(img, MAX_WORK_SIDE)  # the full image is dropped
+                        if A is not None:
+                            Ki, k_src = _K_for(Kspec, f.name, w, h, k_label)
+                            big[i] = (A, Ki, k_src, (w, h))
+                            note = note + [f"downsized from {w}×{h} to {img.shape[1]}×"
+                                           f"{img.shape[0]} px before prediction (images are "
+                                           f"capped at {MAX_WORK_SIDE} px a side; uv, K and "
+                                           "image_size refer to the image as given)"]
                     except ValueError as e:
                         load_err[f] = str(e)
                         img, note = None, []
                     loaded.append(img)
                     notes[f] = note
-                idx = [i for i, img in enumerate(loaded) if img is not None]
+                idx = [i for i, img in enumerate(loaded) if img is not None and i not in big]
                 res = predict_images(pred, [loaded[i] for i in idx], [chunk[i].name for i in idx],
                                      K=Kspec, root_depth_mm=root_opt, scale_mm=scale_mm,
                                      left=left, K_label=k_label)
                 by_pos = dict(zip(idx, res))
+                for i, (A, Ki, k_src, (w, h)) in big.items():  # one call each, in its own px
+                    rec = predict_images(pred, [loaded[i]], [chunk[i].name], K=A @ Ki,
+                                         root_depth_mm=root_opt, scale_mm=scale_mm, left=left,
+                                         K_label=k_src)[0]
+                    by_pos[i] = _to_given_pixels(rec, A, Ki, k_src, w, h)
                 for i, f in enumerate(chunk):
                     if i in by_pos:
                         rec = by_pos[i]
@@ -863,7 +1087,9 @@ def predict_folder(checkpoint_or_predictor: Predictor | str | os.PathLike,
                     rec = {"image": f.name, "path": str(f), **rec}
                     if rec.get("ok"):
                         rec["warnings"] = notes[f] + rec.get("warnings", [])
-                        ov = draw_overlay(loaded[i], rec["uv"])
+                        uv_shown = (rec["uv"] if i not in big
+                                    else _apply(big[i][0], rec["uv"]))  # the downsized copy
+                        ov = draw_overlay(loaded[i], uv_shown)
                         ok, buf = cv2.imencode(".png", cv2.cvtColor(ov, cv2.COLOR_RGB2BGR))
                         if not ok:
                             raise RuntimeError(f"PNG encoding of the overlay of {f} failed")
@@ -907,6 +1133,10 @@ def predict_folder(checkpoint_or_predictor: Predictor | str | os.PathLike,
             "skipped": skipped,
         }
         atomic_write_json(tmp / "predictions.json", doc)
+        _commit_outputs(tmp, out, ["predictions.json", "view3d.html",
+                                   *(r["overlay"] for r in records if r.get("overlay"))], owned)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
     failed = [{"image": r["image"], "error": r["error"]} for r in records if not r.get("ok")]
     return {"n_images": len(records), "n_ok": n_ok, "n_failed": len(failed),
@@ -929,7 +1159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGES",
                         help="image folder(s) (not recursive) and/or image files")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder (new, empty, or an earlier predict output: replaced)")
+                        help="output folder (new, empty, or an earlier predict output: only "
+                        "the files it wrote are replaced; other files there are kept)")
     parser.add_argument("--K", dest="K", metavar="K.json",
                         help="intrinsics JSON in pixels of the images as given: a 3×3 list, "
                         "{\"K\": 3×3} or {\"name.png\": 3×3, ..., \"default\": 3×3} "
@@ -948,6 +1179,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per network call")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out that is not an earlier predict output, "
+                        "replacing files named like the outputs (nothing else is touched)")
 
 
 def cli_main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
@@ -956,7 +1190,8 @@ def cli_main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         pred = load_predictor(args.checkpoint, device=args.device, batch_size=args.batch_size)
         summary = predict_folder(pred, args.images, args.out, K=args.K,
                                  root_depth_mm=args.root_depth_mm, scale_mm=args.scale_mm,
-                                 left=args.left, show_progress=not args.quiet)
+                                 left=args.left, show_progress=not args.quiet,
+                                 overwrite=args.overwrite)
     except PredictError as e:
         print(f"weakhand predict: {e}", file=err)
         return 2
