@@ -18,6 +18,7 @@ record (steps, seconds, status) is ``ablation.json``. Stops at the first failing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import time
@@ -82,6 +83,8 @@ def run_ablation(name: str | None = None, *, profile: str = "auto", device: str 
     unknown = [k for k in overrides if not any(k in d for d in declared.values())]
     if unknown:
         raise RunnerError(f"unknown parameter(s) {', '.join(unknown)}: no notebook declares them")
+    from .runner import check_override_types, discover_notebooks, read_notebook
+    check_override_types([read_notebook(p) for p in discover_notebooks(notebooks_dir)], overrides)
     profile = profiles.profile_name(profile)
     name = name or f"{profile}_ablation"
     run_dir = (Path(runs_dir) if runs_dir else runs_root()) / name
@@ -108,27 +111,37 @@ def run_ablation(name: str | None = None, *, profile: str = "auto", device: str 
         atomic_write_json(res.run_dir / "ablation.json", record)
         return res.ok
 
-    t_all = time.perf_counter()
-    shared = [s for s in SHARED
-              if not (skip_shared and (run_dir / SHARED_OUTPUTS[s]).exists())]
-    ok = True
-    if shared:
-        ok = step("shared stages " + ",".join(shared), tuple(shared), {}, None)
-    elif skip_shared:
-        print("=== ablate: shared stages found, skipped ===", file=out, flush=True)
-    for s in seeds:
-        if not ok:
-            break
-        ok = step(f"stage 3, seed {s}", PER_SEED, {"seed": s}, s)
-    if ok:
-        ok = step("evaluation", (EVALUATE,), {"seeds": ",".join(map(str, seeds))}, None)
-    record["status"] = "ok" if ok else "failed"
-    record["seconds"] = round(time.perf_counter() - t_all, 1)
-    if run_dir.exists():
-        atomic_write_json(run_dir / "ablation.json", record)
-    print(f"\nablate: {record['status']} in {record['seconds']:.0f} s; table: {run_dir / 'metrics/70_results.csv'}, "
-          f"report: {run_dir / 'report.html'}", file=out, flush=True)
-    return 0 if ok else 1
+    def study() -> int:
+        t_all = time.perf_counter()
+        shared = [s for s in SHARED
+                  if not (skip_shared and (run_dir / SHARED_OUTPUTS[s]).exists())]
+        ok = True
+        if shared:
+            ok = step("shared stages " + ",".join(shared), tuple(shared), {}, None)
+        elif skip_shared:
+            print("=== ablate: shared stages found, skipped ===", file=out, flush=True)
+        for s in seeds:
+            if not ok:
+                break
+            ok = step(f"stage 3, seed {s}", PER_SEED, {"seed": s}, s)
+        if ok:
+            ok = step("evaluation", (EVALUATE,), {"seeds": ",".join(map(str, seeds))}, None)
+        record["status"] = "ok" if ok else "failed"
+        record["seconds"] = round(time.perf_counter() - t_all, 1)
+        if run_dir.exists():
+            atomic_write_json(run_dir / "ablation.json", record)
+        print(f"\nablate: {record['status']} in {record['seconds']:.0f} s; table: {run_dir / 'metrics/70_results.csv'}, "
+              f"report: {run_dir / 'report.html'}", file=out, flush=True)
+        return 0 if ok else 1
+
+    from .runlock import RunLockedError, run_lock
+    with contextlib.ExitStack() as stack:
+        try:  # one study per run folder; the runner steps inside re-enter this lock
+            stack.enter_context(run_lock(run_dir, f"weakhand ablate --name {name}",
+                                         say=lambda m: print(m, file=sys.stderr, flush=True)))
+        except RunLockedError as exc:
+            raise RunnerError(str(exc)) from None
+        return study()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

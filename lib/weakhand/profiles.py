@@ -233,6 +233,9 @@ def resolve(profile: str | None = "auto", notebook: str | None = None, **values:
             if value is None:
                 out[key], sources[key] = table[key], SRC_PROFILE
             else:
+                why = check_knob_value(key, value)
+                if why:
+                    raise ValueError(f"parameter {why}")
                 out[key] = value
                 sources[key] = SRC_OVERRIDE if value != table[key] else SRC_PROFILE
         elif key == "device":
@@ -263,3 +266,68 @@ def describe_profiles() -> str:
         vals = "  ".join(f"{PROFILES[n][k]!r:>{w}}" for n, w in zip(PROFILE_NAMES, cols))
         lines.append(f"  {k:<{wk}}  {vals}  {doc}")
     return "\n".join(lines)
+
+
+# --- validation of overrides (`weakhand run -p knob=value`) -------------------------------------
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_knob_value(key: str, value: Any) -> str | None:
+    """Why `value` cannot be given for the profile knob `key` (None when it can).
+
+    The knob's type is that of its values in the profile table: int knobs need an int (not a
+    bool, not 2.5, not a string), float knobs a number, bool knobs a bool, str knobs a string.
+    Numeric knobs whose profile values are all >= 0 refuse negative values. None is allowed
+    ("take it from the profile"). Unknown keys: None (not a knob; see :data:`KNOB_DOCS`).
+    """
+    if key not in _KNOB_TABLE or value is None:
+        return None
+    row = _KNOB_TABLE[key]
+    examples = list(row[1:])
+    shown = "/".join(repr(v) for v in examples)
+    kinds = {type(v) for v in examples if v is not None}
+    if kinds == {bool}:
+        ok, want = isinstance(value, bool), "True or False"
+    elif kinds and kinds <= {int}:
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif kinds and kinds <= {int, float}:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+    elif kinds == {str}:
+        ok, want = isinstance(value, str), "a string"
+    else:
+        return None
+    if not ok:
+        return (f"{key}={value!r} ({_type_name(value)}): {key} must be {want} (profiles "
+                f"{'/'.join(PROFILE_NAMES)}: {shown}; {row[0]})")
+    if (want in ("an integer", "a number") and all(v >= 0 for v in examples)
+            and value < 0):
+        return (f"{key}={value!r}: {key} must be >= 0 (profiles {'/'.join(PROFILE_NAMES)}: "
+                f"{shown}; {row[0]})")
+    if want == "a number" and not (value == value and abs(value) != float("inf")):
+        return f"{key}={value!r}: {key} must be a finite number"
+    return None
+
+
+def check_parameter_value(key: str, value: Any, default: Any) -> str | None:
+    """Why `value` cannot be given for a notebook parameter (None when it can): a profile knob
+    is checked against the profile table (:func:`check_knob_value`); another parameter whose
+    default is a bool needs a bool, an int default an int, a float default a number (other
+    defaults, e.g. strings and None, accept any value)."""
+    if key in _KNOB_TABLE:
+        return check_knob_value(key, value)
+    if value is None or default is None:
+        return None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            return f"{key}={value!r} ({_type_name(value)}): {key} must be True or False"
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return (f"{key}={value!r} ({_type_name(value)}): {key} must be an integer "
+                    f"(default {default!r})")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return (f"{key}={value!r} ({_type_name(value)}): {key} must be a number "
+                    f"(default {default!r})")
+    return None

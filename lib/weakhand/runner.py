@@ -298,6 +298,23 @@ def check_overrides(specs: list[NotebookSpec], overrides: dict[str, Any]) -> Non
         raise RunnerError("\n".join(lines))
 
 
+def check_override_types(specs: list[NotebookSpec], overrides: dict[str, Any]) -> None:
+    """Refuse (RunnerError, before anything runs) an override whose value does not fit: a
+    profile knob against the profile table (an int knob needs an integer: not "abc", not 2.5),
+    another parameter against its notebook default's type (see
+    :func:`weakhand.profiles.check_parameter_value`)."""
+    problems = []
+    for key, value in overrides.items():
+        defaults = [s.parameters[key].default for s in specs if key in s.parameters]
+        default = next((d for d in defaults if d is not None), None)
+        why = _profiles.check_parameter_value(key, value, default)
+        if why:
+            problems.append(f"-p {why}")
+    if problems:
+        raise RunnerError("invalid parameter value(s), nothing was run:\n  "
+                          + "\n  ".join(problems))
+
+
 def check_injected(specs: list[NotebookSpec]) -> None:
     for s in specs:
         missing = [p for p in INJECTED_PARAMETERS if p not in s.parameters]
@@ -695,6 +712,7 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
     specs = [read_notebook(paths[n]) for n in selected]
     check_injected(specs)
     check_overrides(specs, overrides)
+    check_override_types(specs, overrides)
     try:
         device = _profiles.resolve_device(device)
     except (RuntimeError, ValueError) as exc:
@@ -711,10 +729,11 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
             raise RunnerError(f"--nproc {nproc} inside a job of {job.world} processes")
         nproc = job.world
     elif nproc > 1:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return _launch(nproc, run_dir, _child_args(name, profile, device, only, start, stop,
-                                                   overrides, nb_dir, runs_parent, progress_bar,
-                                                   nproc), argv, out, err)
+        # only the launcher locks the run folder; its ranks inherit the lock's token
+        with _locked(run_dir, argv, err):
+            return _launch(nproc, run_dir, _child_args(name, profile, device, only, start, stop,
+                                                       overrides, nb_dir, runs_parent,
+                                                       progress_bar, nproc), argv, out, err)
     main = job is None or job.rank == 0
     if job is not None and os.environ.get(ARGV_ENV):
         with contextlib.suppress(ValueError):
@@ -737,11 +756,27 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
         import signal
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return _execute(specs, selected, job=job, main=True, run_dir=run_dir, out_dir=run_dir,
-                    log_dir=run_dir / LOG_DIR, record_path=run_dir / RUN_RECORD, name=name,
-                    profile=profile, device=device, overrides=overrides, nb_dir=nb_dir,
-                    argv=argv, progress_bar=progress_bar, out=out, err=err,
-                    kernel_name=kernel_name, nproc=nproc)
+    # a rank of a --nproc job runs under its launcher's lock
+    with (contextlib.nullcontext() if job is not None else _locked(run_dir, argv, err)):
+        return _execute(specs, selected, job=job, main=True, run_dir=run_dir, out_dir=run_dir,
+                        log_dir=run_dir / LOG_DIR, record_path=run_dir / RUN_RECORD, name=name,
+                        profile=profile, device=device, overrides=overrides, nb_dir=nb_dir,
+                        argv=argv, progress_bar=progress_bar, out=out, err=err,
+                        kernel_name=kernel_name, nproc=nproc)
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path, argv: list[str], err: TextIO) -> Iterator[None]:
+    """The run folder's exclusive lock (:mod:`weakhand.runlock`) as a RunnerError when taken."""
+    from .runlock import RunLockedError, run_lock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(run_lock(run_dir, argv,
+                                         say=lambda m: print(m, file=err, flush=True)))
+        except RunLockedError as exc:
+            raise RunnerError(str(exc)) from None
+        yield
 
 
 def _execute(specs: list[NotebookSpec], selected: list[str], *, job: _RankJob | None, main: bool,
