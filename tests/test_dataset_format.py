@@ -122,7 +122,7 @@ def test_manifest_fields(dataset):
         arr = np.load(f, mmap_mode="r", allow_pickle=False)
         assert meta["dtype"] == arr.dtype.name and meta["shape"] == list(arr.shape)
     assert sorted(p.name for p in path.iterdir()) == sorted(
-        ["manifest.json"] + [meta["file"] for meta in m["arrays"].values()])
+        ["manifest.json", ".verified.json"] + [meta["file"] for meta in m["arrays"].values()])
 
 
 def test_depth_quantisation_and_direct_uint16(tmp_path):

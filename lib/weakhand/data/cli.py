@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="recipe option, e.g. --opt root=wrist (stb)")
     i = sub.add_parser("info", help="summarise and verify a dataset directory")
     i.add_argument("path")
-    i.add_argument("--verify", choices=("none", "size", "full"), default="full")
+    i.add_argument("--verify", choices=("none", "size", "once", "full"), default="full")
 
 
 def _knob(text: str) -> tuple[str, object]:

@@ -19,6 +19,14 @@ Every file is a plain ``.npy`` (``allow_pickle=False``) and can be memory-mapped
 The directory is built under a temporary sibling name and moved into place only when complete
 (:func:`weakhand.io.atomic_directory`), and ``manifest.json`` is written last, so a dataset
 directory with a manifest is always complete.
+
+Integrity on open (:func:`load_dataset`, default ``verify="once"``): sizes, dtypes and shapes
+against the manifest every time; the sha256 of every file against the manifest the first time
+a dataset is opened, recorded in ``<split>/.verified.json`` (the manifest's hash and each
+file's size, mtime and inode) so that later opens cost nothing until a file or the manifest
+changes (the writer records it for the files it has just hashed); and the labels, where the
+format rules them out: no ±inf in ``kp2d``/``kp3d``/``K``, no NaN in ``K``, no coordinate beyond
+``LABEL_LIMIT`` (1e5 px or mm), ``has_3d``/``has_2d`` consistent with the finite joints.
 """
 from __future__ import annotations
 
@@ -61,6 +69,12 @@ REQUIRED_ARRAYS: tuple[str, ...] = ("rgb", "depth", "mask", "kp2d", "kp3d", "vis
 OPTIONAL_ARRAYS: tuple[str, ...] = ("parts",)
 IMAGE_ARRAYS: tuple[str, ...] = ("rgb", "depth", "mask", "parts")
 
+VERIFIED = ".verified.json"
+VERIFY_MODES = ("none", "size", "once", "full")
+#: |coordinate| above this (px for kp2d, mm for kp3d) is not a label but corruption
+LABEL_LIMIT = 1e5
+_VERIFIED_IN_PROCESS: set[tuple] = set()
+
 _MANIFEST_KEYS = ("schema", "schema_version", "name", "domain", "split", "count", "image_size",
                   "depth_scale_mm", "arrays")
 _HASH_CHUNK = 1 << 22
@@ -85,6 +99,68 @@ def _file_sha256(path: Path) -> str:
                 break
             h.update(chunk)
     return h.hexdigest()
+
+
+def _file_stats(path: Path, names: Iterable[str]) -> dict[str, list[int]]:
+    out = {}
+    for n in names:
+        st = (path / n).stat()
+        out[n] = [int(st.st_size), int(st.st_mtime_ns), int(st.st_ino)]
+    return out
+
+
+def _manifest_digest(path: Path) -> str:
+    return hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
+
+
+def _write_verified(path: Path, files: Iterable[str], seconds: float, by: str) -> bool:
+    """Record that the files of `path` matched the manifest's checksums (False: not writable)."""
+    files = sorted(files)
+    record = {"format": "weakhand-dataset-verified", "manifest_sha256": _manifest_digest(path),
+              "files": _file_stats(path, files), "seconds": round(float(seconds), 3),
+              "verified_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "by": by}
+    try:
+        _io.atomic_write_json(path / VERIFIED, record)
+    except OSError:
+        return False
+    return True
+
+
+def _is_verified(path: Path, files: Iterable[str]) -> bool:
+    files = sorted(files)
+    try:
+        digest = _manifest_digest(path)
+        stats = _file_stats(path, files)
+    except OSError:
+        return False
+    key = (str(path.resolve()), digest, json.dumps(stats, sort_keys=True))
+    if key in _VERIFIED_IN_PROCESS:
+        return True
+    try:
+        rec = json.loads((path / VERIFIED).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    ok = (isinstance(rec, dict) and rec.get("manifest_sha256") == digest
+          and rec.get("files") == stats)
+    if ok:
+        _VERIFIED_IN_PROCESS.add(key)
+    return ok
+
+
+def fix_hint(path: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> str:
+    """How to get a good copy of the dataset at `path` back (for error messages)."""
+    path = Path(path)
+    src = (manifest or {}).get("source") or {}
+    if not isinstance(src, Mapping):
+        src = {}
+    if src.get("kind") == "synthetic":
+        return (f"re-create it: re-run notebook 00_make_data with -p reuse=False (e.g. "
+                f"`weakhand run --only 00 -p reuse=False`), or delete {path}")
+    if src.get("kind") == "converted":
+        return (f"re-convert it (`weakhand data convert {src.get('dataset', '<name>')} --src ... "
+                f"--out ...`, or notebook 00_make_data with -p reuse=False), or delete {path}")
+    return f"re-create it (notebook 00_make_data: -p reuse=False) or delete {path}"
 
 
 def _stale_temporaries(path: Path) -> list[Path]:
@@ -199,7 +275,9 @@ class DatasetWriter:
                 raise ValueError(f"refusing to overwrite {self.path}: it is a file, not a dataset")
             if any(self.path.iterdir()) and not (self.path / MANIFEST).is_file():
                 raise ValueError(f"refusing to overwrite {self.path}: it is a non-empty directory "
-                                 f"without {MANIFEST}, so probably not a dataset")
+                                 f"without {MANIFEST}, so probably not a dataset. If it is the "
+                                 "leftover of an interrupted or broken dataset write, delete it "
+                                 f"(rm -r {self.path}) and run again")
         self._cm = _io.atomic_directory(self.path, overwrite=self.overwrite)
         self._tmp = self._cm.__enter__()
         try:
@@ -397,6 +475,8 @@ class DatasetWriter:
             "extra": self.extra,
         }
         _io.atomic_write_json(self._tmp / MANIFEST, manifest)
+        # the sha256 just computed are the verification of these very files
+        _write_verified(self._tmp, [a["file"] for a in arrays.values()], 0.0, "DatasetWriter")
 
 
 def _truncate_npy(path: Path, rows: int) -> None:
@@ -548,7 +628,8 @@ def _read_manifest(path: Path, hint: str) -> dict:
         found = (f"; found leftover '{stale[0].name}'" if stale else "")
         raise _fail(f"{mpath}: missing {MANIFEST}, so {path} is not a complete dataset. "
                     f"A leftover '{path.name}{_io.TMP_MARK}*' directory next to it means an "
-                    f"interrupted write{found}; re-create the dataset ({hint})")
+                    f"interrupted write{found}; delete {path} (a folder without {MANIFEST} is "
+                    f"never overwritten) and re-create the dataset ({hint})")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -582,18 +663,76 @@ def _read_manifest(path: Path, hint: str) -> dict:
     return manifest
 
 
-def load_dataset(path: str | os.PathLike, verify: str = "size", mmap: bool = True,
+def load_dataset(path: str | os.PathLike, verify: str = "once", mmap: bool = True,
                  hint: str = DEFAULT_HINT) -> HandData:
     """Open a dataset split written by :class:`DatasetWriter`.
 
-    verify: ``"none"`` (headers only), ``"size"`` (file sizes against the manifest; cheap, the
-    default) or ``"full"`` (recompute every sha256). Every problem raises :class:`DatasetError`
-    naming the file and what is wrong. `hint` is appended when there is no dataset at `path`.
+    verify: ``"none"`` (headers only), ``"size"`` (file sizes against the manifest, and the
+    labels, see the module doc), ``"once"`` (the default: "size", plus every sha256 against the
+    manifest the first time, recorded in ``.verified.json`` so that later opens skip it until a
+    file or the manifest changes; the time it took is printed) or ``"full"`` (recompute every
+    sha256 every time). Every problem raises :class:`DatasetError` naming the file, what is
+    wrong and how to get a good copy back. `hint` is appended when there is no dataset at `path`.
     """
-    if verify not in ("none", "size", "full"):
-        raise ValueError(f"verify must be 'none', 'size' or 'full', got {verify!r}")
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"verify must be one of {', '.join(map(repr, VERIFY_MODES))}, got "
+                         f"{verify!r}")
     path = Path(path)
     manifest = _read_manifest(path, hint)
+    try:
+        return _load_checked(path, manifest, verify, mmap)
+    except DatasetError as exc:
+        if verify == "none" or "; fix: " in str(exc):
+            raise
+        raise DatasetError(f"{exc}; fix: {fix_hint(path, manifest)}") from None
+
+
+def _check_labels(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """The label rules of the format (module doc); DatasetError naming the file and samples."""
+    def bad(fname: str, mask: np.ndarray, what: str) -> None:
+        rows = np.flatnonzero(mask)
+        if rows.size:
+            raise _fail(f"{path / fname}: {what} in {rows.size} sample(s), first "
+                        f"{rows[:5].tolist()} (corrupt labels)")
+
+    n = len(arrays["kp2d"])
+    with np.errstate(invalid="ignore", over="ignore"):
+        for key in ("kp2d", "kp3d", "K"):
+            a = np.asarray(arrays[key]).reshape(n, -1)
+            if key == "K":
+                bad("K.npy", ~np.isfinite(a).all(1), "non-finite intrinsics (NaN or inf)")
+            else:
+                bad(f"{key}.npy", np.isinf(a).any(1), "infinite coordinates")
+            bad(f"{key}.npy", (np.abs(np.nan_to_num(a)) > LABEL_LIMIT).any(1),
+                f"coordinates beyond {LABEL_LIMIT:g}")
+        fin3 = np.isfinite(np.asarray(arrays["kp3d"]).reshape(n, -1)).any(1)
+        fin2 = np.isfinite(np.asarray(arrays["kp2d"]).reshape(n, -1)).any(1)
+    has3, has2 = np.asarray(arrays["has_3d"]), np.asarray(arrays["has_2d"])
+    bad("kp3d.npy", has3 & ~fin3, "has_3d is True but kp3d is all NaN")
+    bad("kp3d.npy", ~has3 & fin3, "has_3d is False but kp3d has finite values")
+    bad("kp2d.npy", has2 & ~fin2, "has_2d is True but kp2d is all NaN")
+
+
+def _verify_checksums(path: Path, manifest: dict, files: dict[str, str]) -> tuple[float, int]:
+    """sha256 of every array file against the manifest (DatasetError on a mismatch)."""
+    import time as _time
+
+    t0 = _time.perf_counter()
+    total = 0
+    for key, fname in files.items():
+        meta = manifest["arrays"][key]
+        fpath = path / fname
+        if "sha256" not in meta:
+            raise _fail(f"{fpath}: manifest has no sha256 to verify against")
+        digest = _file_sha256(fpath)
+        total += fpath.stat().st_size
+        if digest != meta["sha256"]:
+            raise _fail(f"{fpath}: checksum mismatch (sha256 {digest[:16]}..., manifest "
+                        f"{str(meta['sha256'])[:16]}...): the file is corrupt or was modified")
+    return _time.perf_counter() - t0, total
+
+
+def _load_checked(path: Path, manifest: dict, verify: str, mmap: bool) -> HandData:
     count = manifest["count"]
     image_size = tuple(manifest["image_size"])
     arrays: dict[str, np.ndarray] = {}
@@ -611,13 +750,6 @@ def load_dataset(path: str | os.PathLike, verify: str = "size", mmap: bool = Tru
         if verify != "none" and expected is not None and actual != int(expected):
             raise _fail(f"{fpath}: size {actual} bytes, manifest says {expected} bytes "
                         f"({'truncated' if actual < int(expected) else 'larger than written'})")
-        if verify == "full":
-            if "sha256" not in meta:
-                raise _fail(f"{fpath}: manifest has no sha256 to verify against")
-            digest = _file_sha256(fpath)
-            if digest != meta["sha256"]:
-                raise _fail(f"{fpath}: checksum mismatch (sha256 {digest[:16]}..., manifest "
-                            f"{str(meta['sha256'])[:16]}...): the file is corrupt or was modified")
         try:
             arr = np.load(fpath, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
@@ -643,6 +775,18 @@ def load_dataset(path: str | os.PathLike, verify: str = "size", mmap: bool = Tru
             raise _fail(f"{fpath}: count mismatch: {arr.shape[0] if arr.ndim else 'scalar'} rows, "
                         f"manifest count is {count}")
         arrays[key] = arr
+    if verify == "none":
+        return HandData(path, manifest, arrays, mmap)
+    files = {k: str(m["file"]) for k, m in manifest["arrays"].items()}
+    if verify == "full" or (verify == "once" and not _is_verified(path, files.values())):
+        seconds, nbytes = _verify_checksums(path, manifest, files)
+        if verify == "once":
+            saved = _write_verified(path, files.values(), seconds, "load_dataset")
+            print(f"verified the checksums of {path} ({len(files)} files, {nbytes / 1e6:.1f} MB) "
+                  f"in {seconds:.2f} s" + (f"; recorded in {VERIFIED}: later opens skip this "
+                                           "until a file changes" if saved else
+                                           " (folder not writable: not recorded)"), flush=True)
+    _check_labels(path, arrays)
     return HandData(path, manifest, arrays, mmap)
 
 
