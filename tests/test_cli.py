@@ -19,7 +19,7 @@ def test_help_and_version():
     r = sh("--help")
     assert r.returncode == 0 and "run" in r.stdout and "COMMAND" in r.stdout
     r = sh("--version")
-    assert r.returncode == 0 and r.stdout.strip() == f"weakhand {weakhand.__version__}"
+    assert r.returncode == 0 and r.stdout.startswith(f"weakhand {weakhand.__version__} (git ")
 
 
 def test_run_help():

@@ -36,11 +36,16 @@ def test_summarize_run_dir_groups_by_folder_and_lists_new_files(tmp_path):
 def test_summarize_caps_the_file_list_and_works_without_since(tmp_path):
     run = open_run(tmp_path / "r")
     for i in range(25):
-        run.artifact(f"ck/{i:02d}.pt").write_bytes(b"y" * 10)
+        run.artifact(f"ck{i:02d}/w.pt").write_bytes(b"y" * 10)
+    run.artifact("many/a.npy").write_bytes(b"z")
+    for i in range(10):
+        run.artifact(f"many/b{i}.npy").write_bytes(b"z" * 10)
     s = runs.summarize_run_dir(run.path, since=0, max_files=5)
     text = repr(s)
-    assert "ck/04.pt" in text and "ck/05.pt" not in text
-    assert "... and 20 more file(s), 200 B" in text and "and 20 more" in s._repr_html_()
+    assert "ck04/w.pt" in text and "ck05/w.pt" not in text
+    assert "... and 21 more, 301 B" in text and "and 21 more" in s._repr_html_()
+    many = repr(runs.summarize_run_dir(run.path, since=0, max_files=50))
+    assert "many/  11 files: a.npy, b0.npy, b1.npy, ..." in many and "many/b5.npy" not in many
     plain = runs.summarize_run_dir(run.path)
     assert plain.written is None and "written by" not in repr(plain)
     missing = runs.summarize_run_dir(tmp_path / "nope", since=0)

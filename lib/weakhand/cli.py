@@ -16,7 +16,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from . import __version__  # noqa: F401  (re-exported)
+from .envinfo import VersionAction
 
 SUBCOMMANDS: dict[str, str] = {
     "run": "weakhand.runner",
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weakhand",
         description="Weakly-supervised 3D hand pose estimation research workbook.")
-    parser.add_argument("--version", action="version", version=f"weakhand {__version__}")
+    parser.add_argument("--version", action=VersionAction)  # + git commit, dirty or clean
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

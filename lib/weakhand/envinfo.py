@@ -1,12 +1,18 @@
-"""What a run was computed with: Python, platform, package versions, GPU, git commit."""
+"""What a run was computed with: Python, platform, package versions, GPU, git commit and
+whether the tree was dirty, the dependency lock (requirements.lock) and whether the environment
+matches it."""
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import hashlib
 import os
+import re
 import platform
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 # reported name -> distribution names to try (first installed wins)
@@ -80,5 +86,110 @@ def environment_info() -> dict[str, Any]:
     for name, dists in PACKAGES.items():
         info[name] = package_version(*dists)
     info["weakhand"] = package_version("weakhand")
-    info["git_commit"] = git_commit()
+    git = git_state()
+    info["git_commit"] = git["commit"]
+    info["git_dirty"] = git["dirty"]
+    info["git_dirty_files"] = git["dirty_files"]
+    info["lock"] = lock_info()
     return info
+
+
+def _git(args: list[str], path: str | os.PathLike) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state(path: str | os.PathLike | None = None, max_files: int = 20) -> dict[str, Any]:
+    """The checkout's commit and whether its tracked files differ from it.
+
+    ``{"commit": sha | None, "dirty": bool | None, "dirty_files": [...]}`` (at most `max_files`
+    paths, ``git status --porcelain`` of tracked files; untracked files do not count). None
+    values when `path` is not a git checkout (e.g. a non-editable install) or git is missing.
+    """
+    if path is None:
+        from .runs import repo_root
+        path = repo_root()
+    commit = git_commit(path)
+    if commit is None:
+        return {"commit": None, "dirty": None, "dirty_files": []}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], path)
+    if status is None:
+        return {"commit": commit, "dirty": None, "dirty_files": []}
+    files = [line[3:] for line in status.splitlines() if line.strip()]
+    return {"commit": commit, "dirty": bool(files), "dirty_files": files[:max_files]}
+
+
+def version_text() -> str:
+    """``weakhand 0.1.0 (git 1a2b3c4d5e6f, dirty: 3 tracked files changed)`` for ``--version``."""
+    from . import __version__
+
+    g = git_state()
+    if g["commit"] is None:
+        where = "not a git checkout"
+    elif g["dirty"] is None:
+        where = f"git {g['commit'][:12]}, dirty state unknown"
+    elif g["dirty"]:
+        n = len(g["dirty_files"])
+        where = f"git {g['commit'][:12]}, dirty: {n}{'+' if n >= 20 else ''} tracked file(s) changed"
+    else:
+        where = f"git {g['commit'][:12]}, clean"
+    return f"weakhand {__version__} ({where})"
+
+
+class VersionAction(argparse.Action):
+    """``--version`` that computes the git state only when asked (not at every CLI start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show the version, the git commit and whether the tree is dirty, and exit"):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
+                         help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())                              # stdout, as argparse's "version"
+        parser.exit()
+
+
+# --- the dependency lock --------------------------------------------------------------------------
+LOCK_FILE = "requirements.lock"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)")
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalised distribution name (``Jinja2`` -> ``jinja2``, ``a_b`` -> ``a-b``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: str | os.PathLike) -> dict[str, str]:
+    """``{canonical name: version}`` of the ``name==version`` lines of a lock file."""
+    pins: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        m = _PIN.match(line.strip())
+        if m:
+            pins[canonical_name(m.group(1))] = m.group(2)
+    return pins
+
+
+def lock_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The lock file, its SHA-256, and whether the installed packages match its pins.
+
+    ``matches`` is True when every pinned distribution is installed at the pinned version
+    (a local version label such as ``+cpu`` is ignored); ``mismatches`` lists the others as
+    ``name: installed X, locked Y``. ``path`` None: <repo>/requirements.lock.
+    """
+    if path is None:
+        from .runs import repo_root
+        path = repo_root() / LOCK_FILE
+    path = Path(path)
+    if not path.is_file():
+        return {"file": str(path), "sha256": None, "matches": None, "mismatches": []}
+    data = path.read_bytes()
+    mismatches = []
+    for name, want in read_lock(path).items():
+        have = package_version(name)
+        if have is None or have.split("+", 1)[0] != want.split("+", 1)[0]:
+            mismatches.append(f"{name}: installed {have}, locked {want}")
+    return {"file": str(path), "sha256": hashlib.sha256(data).hexdigest(),
+            "matches": not mismatches, "mismatches": mismatches[:50]}

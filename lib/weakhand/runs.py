@@ -258,7 +258,8 @@ class RunSummary:
     written since a timestamp (e.g. by the notebook that prints it). Prints as text and HTML."""
 
     def __init__(self, root: Path, folders: list[FolderInfo], written: ArtifactList | None,
-                 since: float | None, max_files: int):
+                 since: float | None, max_files: int, per_folder: int = 4):
+        self.per_folder = per_folder
         self.root = Path(root)
         self.folders = folders
         self.written = written
@@ -273,10 +274,23 @@ class RunSummary:
     def total_size(self) -> int:
         return sum(f.size for f in self.folders)
 
-    def _written_lines(self) -> tuple[list[ArtifactInfo], int, int]:
-        items = list(self.written or [])
-        shown, rest = items[: self.max_files], items[self.max_files:]
-        return shown, len(rest), sum(a.size for a in rest)
+    def _written_rows(self) -> tuple[list[tuple[str, int]], int, int]:
+        """(label, bytes) rows of the written files: a folder with more than `per_folder` new
+        files is one row (``data/x/  16 files: a.npy, b.npy, ...``); at most `max_files` rows,
+        the rest counted as (rows left out, their bytes)."""
+        per: dict[str, list[ArtifactInfo]] = {}
+        for a in self.written or []:
+            per.setdefault(Path(a.path).parent.as_posix(), []).append(a)
+        rows: list[tuple[str, int]] = []
+        for folder, items in per.items():
+            if len(items) <= self.per_folder:
+                rows += [(a.path, a.size) for a in items]
+            else:
+                names = ", ".join(Path(a.path).name for a in items[:3])
+                rows.append((f"{folder}/  {len(items)} files: {names}, ...",
+                             sum(a.size for a in items)))
+        shown, rest = rows[: self.max_files], rows[self.max_files:]
+        return shown, len(rest), sum(r[1] for r in rest)
 
     def __repr__(self) -> str:
         lines = [f"run folder {self.root}: {self.total_files} file(s), {_human(self.total_size)}"]
@@ -286,14 +300,14 @@ class RunSummary:
             lines += [f"  {f.folder + '/':<{w}}  {f.files:>6}  {_human(f.size):>9}"
                       for f in self.folders]
         if self.written is not None:
-            shown, n_rest, size_rest = self._written_lines()
+            shown, n_rest, size_rest = self._written_rows()
             lines.append(f"written by this notebook: {len(self.written)} file(s), "
                          f"{_human(self.written.total_size)}")
             if shown:
-                w = max(len(a.path) for a in shown)
-                lines += [f"  {a.path:<{w}}  {_human(a.size):>9}" for a in shown]
+                w = max(len(label) for label, _ in shown)
+                lines += [f"  {label:<{w}}  {_human(size):>9}" for label, size in shown]
             if n_rest:
-                lines.append(f"  ... and {n_rest} more file(s), {_human(size_rest)}")
+                lines.append(f"  ... and {n_rest} more, {_human(size_rest)}")
         return "\n".join(lines)
 
     __str__ = __repr__
@@ -307,11 +321,11 @@ class RunSummary:
                f"<thead><tr><th>folder</th><th>files</th><th>size</th></tr></thead>"
                f"<tbody>{rows}</tbody></table>")
         if self.written is not None:
-            shown, n_rest, size_rest = self._written_lines()
-            rows = "".join(f"<tr><td style='text-align:left'><code>{esc(a.path)}</code></td>"
-                           f"<td>{esc(_human(a.size))}</td></tr>" for a in shown)
+            shown, n_rest, size_rest = self._written_rows()
+            rows = "".join(f"<tr><td style='text-align:left'><code>{esc(label)}</code></td>"
+                           f"<td>{esc(_human(size))}</td></tr>" for label, size in shown)
             if n_rest:
-                rows += (f"<tr><td style='text-align:left'>… and {n_rest} more file(s)</td>"
+                rows += (f"<tr><td style='text-align:left'>… and {n_rest} more</td>"
                          f"<td>{esc(_human(size_rest))}</td></tr>")
             out += (f"<table><caption style='text-align:left'>written by this notebook: "
                     f"{len(self.written)} file(s), {esc(_human(self.written.total_size))}</caption>"
@@ -320,19 +334,21 @@ class RunSummary:
 
 
 def summarize_run_dir(run_dir: "Run | str | os.PathLike", since: float | None = None, *,
-                      max_files: int = 20, include_run_files: bool = False) -> RunSummary:
+                      max_files: int = 20, per_folder: int = 4,
+                      include_run_files: bool = False) -> RunSummary:
     """Summary of a run folder for a notebook's last cell.
 
     Per folder (a file's parent folder, relative to the run): how many files and bytes. With
     `since` (e.g. ``run.opened_at``), also the files modified at/after that time, i.e. what the
-    notebook wrote, at most `max_files` of them listed by name (the rest counted). Hidden files,
+    notebook wrote: by name, except that a folder with more than `per_folder` new files is one
+    line; at most `max_files` lines (the rest counted). Hidden files,
     atomic-write temporaries and, unless `include_run_files`, the runner's own files are left out
     (as in :meth:`Run.list_artifacts`). Nothing is created.
     """
     path = run_dir.path if isinstance(run_dir, Run) else resolve_run_dir(run_dir)
     if not path.exists():
         return RunSummary(path, [], ArtifactList([], path) if since is not None else None,
-                          since, max_files)
+                          since, max_files, per_folder)
     run = run_dir if isinstance(run_dir, Run) else Run(path)
     arts = run.list_artifacts(include_run_files=include_run_files)
     per: dict[str, list[int]] = {}
@@ -345,4 +361,4 @@ def summarize_run_dir(run_dir: "Run | str | os.PathLike", since: float | None = 
     written = None
     if since is not None:
         written = ArtifactList([a for a in arts if a.mtime >= since - 1e-3], run.path)
-    return RunSummary(run.path, folders, written, since, max_files)
+    return RunSummary(run.path, folders, written, since, max_files, per_folder)
