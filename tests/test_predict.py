@@ -299,3 +299,125 @@ def test_failure_leaves_previous_output(run, images, tmp_path, monkeypatch):
                          show_progress=False)
     assert (out / "predictions.json").read_bytes() == before
     assert not list(tmp_path.glob("out.tmp-*"))
+
+
+# -------------------------------------------------------------------------------------------
+# issue 16: the output folder keeps what predict did not write; huge inputs
+
+def test_rerun_replaces_only_its_own_files(run, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    P.predict_folder(run["stage1"], images, out, device="cpu", show_progress=False)
+    assert len(list((out / "overlays").iterdir())) == 4
+    (out / "notes.txt").write_text("my notes")
+    (out / "analysis").mkdir()
+    (out / "analysis" / "plot.csv").write_text("1,2")
+    (out / "overlays" / "mine.txt").write_text("keep")
+    P.predict_folder(run["stage1"], [images / "a.png"], out, device="cpu", show_progress=False)
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "analysis" / "plot.csv").read_text() == "1,2"
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "mine.txt"]
+    assert json.loads((out / "predictions.json").read_text())["n_images"] == 1
+    man = json.loads((out / P.OUTPUT_MANIFEST).read_text())
+    assert man["files"] == sorted([P.OUTPUT_MANIFEST, "overlays/a.png", "predictions.json",
+                                   "view3d.html"])
+    # an output of an earlier version (no manifest) is recognised by its predictions.json
+    (out / P.OUTPUT_MANIFEST).unlink()
+    assert cli_main(["predict", str(run["stage1"]), str(images / "a.png"), "--out", str(out),
+                     "--device", "cpu", "--quiet"]) == 0
+    assert (out / "notes.txt").exists() and (out / "analysis" / "plot.csv").exists()
+    # a file of the user's where an output goes is not replaced silently
+    (out / "overlays" / "a.png").unlink()
+    (out / "overlays" / "a.png").write_text("my own a.png")
+    man = json.loads((out / P.OUTPUT_MANIFEST).read_text())
+    (out / P.OUTPUT_MANIFEST).write_text(json.dumps({**man, "files": ["predictions.json"]}))
+    (out / "predictions.json").write_text(json.dumps({"format": P.FORMAT, "images": []}))
+    capsys.readouterr()
+    assert cli_main(["predict", str(run["stage1"]), str(images / "a.png"), "--out", str(out),
+                     "--device", "cpu", "--quiet"]) == 2
+    assert "overlays/a.png" in capsys.readouterr().err
+    assert (out / "overlays" / "a.png").read_text() == "my own a.png"
+    # a non-empty folder that is not a predict output: refused, or --overwrite (keeps the rest)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    args = ["predict", str(run["stage1"]), str(images / "a.png"), "--out", str(other),
+            "--device", "cpu", "--quiet"]
+    assert cli_main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]
+    assert cli_main(args + ["--overwrite"]) == 0
+    assert (other / "keep.txt").read_text() == "mine" and (other / "predictions.json").exists()
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def _huge_png(path: Path, w: int, h: int) -> None:
+    """A valid w×h RGB PNG of zeros, compressed row by row (a few hundred KB on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    comp, row, parts = zlib.compressobj(9), b"\x00" * (1 + 3 * w), []
+    for _ in range(h):
+        parts.append(comp.compress(row))
+    parts.append(comp.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0,
+                                                                      0, 0))
+                     + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
+def test_header_sizes_without_decoding(tmp_path):
+    img = np.zeros((37, 53, 3), np.uint8)
+    for ext in (".png", ".jpg", ".bmp", ".ppm", ".webp"):
+        ok, buf = cv2.imencode(ext, img)
+        assert ok and P.image_header_size(buf.tobytes()[:65536]) == (53, 37), ext
+    assert P.image_header_size(b"hello") is None
+
+
+def test_huge_image_refused_before_decoding(tmp_path):
+    """A 10000×10000 PNG is refused from its header: the process never holds the 300 MB
+    decoded image (peak RSS measured in a fresh interpreter)."""
+    huge = tmp_path / "huge.png"
+    _huge_png(huge, 10000, 10000)
+    # VmHWM (peak RSS of this process image; ru_maxrss would include the forking pytest's)
+    code = ("import sys\nfrom weakhand.predict import load_image\n"
+            "try:\n    load_image(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "print(int(hwm.split()[1]) // 1024)\n")
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", code, str(huge)], capture_output=True, text=True,
+                       timeout=300)
+    msg, peak_mb = r.stdout.strip().splitlines()
+    assert "image too large: 10000×10000 px = 100 Mpx" in msg and "downsize" in msg
+    assert int(peak_mb) < 250, f"peak RSS {peak_mb} MB"
+
+
+def test_large_image_downsized_before_batching(run, tmp_path):
+    d = tmp_path / "big"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    big = cv2.resize(_img(rng, 64, 48), (1600, 2133), interpolation=cv2.INTER_LINEAR)  # W×H
+    cv2.imwrite(str(d / "tall.png"), big)
+    cv2.imwrite(str(d / "small.png"), _img(rng, 48, 48))
+    _huge_png(d / "huge.png", 10000, 10000)
+    out = tmp_path / "out"
+    pred = P.load_predictor(run["stage1"], device="cpu")
+    s = P.predict_folder(pred, d, out, show_progress=False)
+    assert s["n_ok"] == 2 and s["failed"][0]["image"] == "huge.png"
+    assert "image too large" in s["failed"][0]["error"]
+    rec = next(r for r in json.loads((out / "predictions.json").read_text())["images"]
+               if r["image"] == "tall.png")
+    assert rec["image_size"] == [1600, 2133] and any("downsized" in w for w in rec["warnings"])
+    K = P.default_K(1600, 2133)
+    np.testing.assert_allclose(rec["K"], K)
+    _check_record(rec, K)  # uv in the pixels of the image as given, consistent with kp3d
+    rgb = cv2.cvtColor(big, cv2.COLOR_BGR2RGB)
+    small, A = P._downsize(rgb, P.MAX_WORK_SIDE)
+    assert max(small.shape) == P.MAX_WORK_SIDE
+    ref = P.predict_images(pred, [small], ["tall.png"], K=A @ K)[0]
+    np.testing.assert_allclose(rec["kp3d_mm"], ref["kp3d_mm"], atol=1e-4)
+    np.testing.assert_allclose(rec["uv"], P._apply(np.linalg.inv(A), ref["uv"]), atol=1e-4)
+    ov = cv2.imread(str(out / rec["overlay"]))
+    assert max(ov.shape[:2]) <= P.MAX_WORK_SIDE

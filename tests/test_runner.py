@@ -182,6 +182,31 @@ def test_unknown_parameter_refused_before_running(nbdir, tmp_path, capsys):
     assert rc == 2 and "unknown parameter 'lr'" in err and not runs_dir.exists()
 
 
+def test_override_values_checked_against_profile_table_and_defaults(nbdir, tmp_path, capsys):
+    """-p n_preview=abc / =2.5 (an int knob), seed=1.5 (int default), lr=fast (float default)
+    are refused before anything runs, naming the parameter and the expected type."""
+    runs_dir = tmp_path / "runs"
+    base = ["--notebooks", str(nbdir), "--runs-dir", str(runs_dir), "--profile", "smoke",
+            "--device", "cpu", "--to", "10"]
+    for item, words in (("n_preview=abc", ["n_preview='abc' (str)", "must be an integer",
+                                            "profiles smoke/cpu/gpu: 8/16/16"]),
+                        ("n_preview=2.5", ["n_preview=2.5 (float)", "must be an integer"]),
+                        ("n_preview=True", ["n_preview=True (bool)", "must be an integer"]),
+                        ("n_preview=-1", ["n_preview=-1", "must be >= 0"]),
+                        ("seed=1.5", ["seed=1.5 (float)", "must be an integer"]),
+                        ("lr=fast", ["lr='fast' (str)", "must be a number (default 0.1)"])):
+        rc, out, err = run_cli(capsys, *base, "-p", item)
+        assert rc == 2 and "nothing was run" in err, (item, err)
+        for w in words:
+            assert w in err, (item, w, err)
+        assert not runs_dir.exists() and "[1/" not in out
+    from weakhand import profiles
+    assert profiles.check_parameter_value("lr", 1, 0.1) is None  # an int where a float goes
+    assert profiles.check_knob_value("n_preview", None) is None  # None: from the profile
+    with pytest.raises(ValueError, match="n_preview=2.5"):
+        profiles.resolve("smoke", n_preview=2.5)
+
+
 def test_reserved_and_malformed_overrides(nbdir, capsys):
     rc, _, err = run_cli(capsys, "--notebooks", str(nbdir), "--device", "cpu", "-p", "profile=gpu")
     assert rc == 2 and "--profile" in err

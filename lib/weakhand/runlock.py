@@ -130,7 +130,7 @@ def run_lock(run_dir: str | os.PathLike, command: str | list[str] = "",
                 why = "ran on another host and no longer holds the lock"
             say(f"weakhand: run folder {run_dir}: taking over a stale lock of "
                 f"{_describe(old)}: that process {why}")
-        token = f"{path}:{os.getpid()}:{secrets.token_hex(8)}"
+        token = f"{os.getpid()}-{secrets.token_hex(8)}"  # (no os.pathsep: joined in the env)
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                   "started_at": _dt.datetime.now(_dt.timezone.utc).astimezone()
                   .isoformat(timespec="seconds"), "token": token}

@@ -440,6 +440,10 @@ class DatasetWriter:
                 rows = np.flatnonzero(bad)
                 raise ValueError(f"dataset {self.path}: {msg} for {rows.size} sample(s), "
                                  f"first {rows[:5].tolist()}")
+        try:  # what a reader would reject (inf, NaN intrinsics, absurd coordinates)
+            _check_labels(self.path, self._maps, "invalid labels; nothing was saved")
+        except DatasetError as exc:
+            raise ValueError(str(exc)) from None
         side = np.asarray(self._maps["side"])
         label_counts = {
             "has_2d": int(has2.sum()), "has_3d": int(has3.sum()),
@@ -687,13 +691,14 @@ def load_dataset(path: str | os.PathLike, verify: str = "once", mmap: bool = Tru
         raise DatasetError(f"{exc}; fix: {fix_hint(path, manifest)}") from None
 
 
-def _check_labels(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+def _check_labels(path: Path, arrays: Mapping[str, np.ndarray], why: str = "corrupt labels"
+                  ) -> None:
     """The label rules of the format (module doc); DatasetError naming the file and samples."""
     def bad(fname: str, mask: np.ndarray, what: str) -> None:
         rows = np.flatnonzero(mask)
         if rows.size:
             raise _fail(f"{path / fname}: {what} in {rows.size} sample(s), first "
-                        f"{rows[:5].tolist()} (corrupt labels)")
+                        f"{rows[:5].tolist()} ({why})")
 
     n = len(arrays["kp2d"])
     with np.errstate(invalid="ignore", over="ignore"):
@@ -739,6 +744,13 @@ def _load_checked(path: Path, manifest: dict, verify: str, mmap: bool) -> HandDa
     for key, meta in manifest["arrays"].items():
         if not isinstance(meta, dict) or not {"file", "dtype", "shape"} <= set(meta):
             raise _fail(f"{path / MANIFEST}: entry for array {key!r} needs 'file', 'dtype', 'shape'")
+        try:
+            want_shape = tuple(int(s) for s in meta["shape"])
+            expected = meta.get("nbytes")
+            expected = None if expected is None else int(expected)
+        except (TypeError, ValueError, OverflowError):
+            raise _fail(f"{path / MANIFEST}: array {key!r} has a bad shape {meta['shape']!r} or "
+                        f"nbytes {meta.get('nbytes')!r}") from None
         fname = str(meta["file"])
         fpath = path / fname
         if Path(fname).name != fname:
@@ -746,21 +758,19 @@ def _load_checked(path: Path, manifest: dict, verify: str, mmap: bool) -> HandDa
         if not fpath.is_file():
             raise _fail(f"{fpath}: array file missing (listed for {key!r} in {MANIFEST})")
         actual = fpath.stat().st_size
-        expected = meta.get("nbytes")
         if verify != "none" and expected is not None and actual != int(expected):
             raise _fail(f"{fpath}: size {actual} bytes, manifest says {expected} bytes "
                         f"({'truncated' if actual < int(expected) else 'larger than written'})")
         try:
             arr = np.load(fpath, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # a damaged .npy header: ValueError, TokenError, TypeError...
             exp = f"{expected} bytes expected" if expected is not None else "size not in manifest"
             raise _fail(f"{fpath}: cannot be read as .npy ({exc}); file has {actual} bytes, {exp} "
                         "(truncated or corrupt)") from None
         try:
             want_dtype = np.dtype(meta["dtype"])
-        except TypeError:
+        except (TypeError, ValueError, SyntaxError):
             raise _fail(f"{path / MANIFEST}: array {key!r} has unknown dtype {meta['dtype']!r}") from None
-        want_shape = tuple(int(s) for s in meta["shape"])
         if arr.dtype != want_dtype:
             raise _fail(f"{fpath}: dtype {arr.dtype} does not match manifest dtype {want_dtype}")
         if arr.shape != want_shape:
