@@ -254,17 +254,23 @@ def test_kill_during_limits_save(tmp_path):
 # ============================================================================================
 # two writers on one run folder
 
-def test_run_lock_second_writer_refused_stale_taken_over_reentrant(tmp_path):
-    run = tmp_path / "run"
+def _hold_lock(run: Path, command: str) -> subprocess.Popen:
+    """Another process holding the lock of `run` (for 60 s) once this returns."""
     holder = subprocess.Popen([PY, "-c", textwrap.dedent(f"""
         import time
         from weakhand.runlock import run_lock
-        with run_lock({str(run)!r}, "weakhand run --name demo"):
+        with run_lock({str(run)!r}, {command!r}):
             print("locked", flush=True)
             time.sleep(60)
     """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_run_lock_second_writer_refused_stale_taken_over_reentrant(tmp_path):
+    run = tmp_path / "run"
+    holder = _hold_lock(run, "weakhand run --name demo")
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError) as exc:
             with run_lock(run, "second"):
                 pass
@@ -332,15 +338,8 @@ def test_ablate_refused_while_locked_and_its_runner_steps_reenter(tmp_path, caps
     write_nb(nbs, "00_a", "run.artifact('x.txt').write_text('1')\n")
     runs = tmp_path / "runs"
     run = runs / "study"
-    holder = subprocess.Popen([PY, "-c", textwrap.dedent(f"""
-        import time
-        from weakhand.runlock import run_lock
-        with run_lock({str(run)!r}, "weakhand run --name study"):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(run, "weakhand run --name study")
     try:
-        assert holder.stdout.readline().strip() == "locked"
         assert cli_main(["ablate", "--name", "study", "--runs-dir", str(runs), "--notebooks",
                          str(nbs), "--profile", "smoke", "--device", "cpu"]) == 2
         err = capsys.readouterr().err
