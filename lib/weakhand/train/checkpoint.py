@@ -290,7 +290,8 @@ def _first_line(exc: BaseException) -> str:
     for line in text.splitlines():
         line = line.strip()
         if line and not line.lower().startswith("weights only load failed"):
-            return line[:200]
+            first = line.split(". ", 1)[0].rstrip(".")  # one sentence
+            return first if len(first) <= 200 else first[:197] + "..."
     return text[:200] or type(exc).__name__
 
 
