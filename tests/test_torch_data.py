@@ -105,11 +105,9 @@ def test_augmented_dots_follow_labels(dot_paths, out_size):
             # kp2d is the projection of the transformed 3D labels with the transformed K
             np.testing.assert_allclose(item["kp2d"].numpy(), _project(item), atol=1e-3)
             assert _check_dots(item) >= 15
-            # kp3d' = Rz kp3d: rotation about the optical axis keeps z and the distances
-            p = ds.sample_params(i)
+            # the augmentation is a pixel-space similarity about the crop centre: kp3d unchanged
             X = data.arrays["kp3d"][i].astype(float)
-            np.testing.assert_allclose(item["kp3d"].numpy(),
-                                       X @ np.asarray(camera.rotation_z(p["theta"])).T, atol=1e-3)
+            np.testing.assert_allclose(item["kp3d"].numpy(), X, atol=1e-3)
             moved += np.abs(item["kp2d"].numpy() - data.arrays["kp2d"][i] * size / S).max() > 3
     assert moved >= 5  # the augmentation really moved the hands
 
@@ -311,3 +309,25 @@ def test_mixed_loader_batches(dot_paths):
         assert batch["image"].shape == (4, 3, 32, 32) and batch["kp3d"].shape == (4, 21, 3)
         assert batch["has_3d"].tolist() == [True, True, False, False]  # half source, half target
         assert torch.isnan(batch["kp3d"][2:]).all() and torch.isfinite(batch["kp3d"][:2]).all()
+
+
+def test_rotation_turns_the_crop_about_its_centre(dot_paths):
+    """The augmentation turns the image about the crop centre, wherever the principal point is
+    (the old rotation about the optical axis swung crops cut from a frame corner, whose principal
+    point lies far outside them, partly out of the image)."""
+    from weakhand.data import AugmentConfig
+
+    data = load_dataset(dot_paths["full"])
+    aug = AugmentConfig.geometry_only(rot_deg=30, scale=(1.0, 1.0), shift_px=0.0)
+    ds = HandDataset(dot_paths["full"], augment=aug, seed=11)
+    c = (S - 1) / 2.0
+    for i in range(len(ds)):
+        p = ds.sample_params(i)
+        g = ds.geometry(i)
+        r0 = data.arrays["kp2d"][i].astype(float) - c
+        r1 = g["kp2d"] - c
+        # distances to the crop centre are kept, angles turn by theta
+        np.testing.assert_allclose(np.linalg.norm(r1, axis=-1), np.linalg.norm(r0, axis=-1), atol=1e-4)
+        ang = np.angle((r1[:, 0] + 1j * r1[:, 1]) / (r0[:, 0] + 1j * r0[:, 1]))
+        np.testing.assert_allclose(ang[np.linalg.norm(r0, axis=-1) > 1], p["theta"], atol=1e-4)
+        assert np.allclose(camera.project(g["K"], g["kp3d"]), g["kp2d"], atol=1e-4)   # K' = A K

@@ -10,6 +10,8 @@ if any argument is a tensor the result is a tensor (numpy arguments adopt its dt
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .skeleton import Array, _cat, _inv, _is_torch, _prep, _stack, _where
@@ -121,6 +123,19 @@ def homography_rotate_about_axis(K: Array, theta: Array) -> Array:
     """
     K, theta = _prep(K, theta)
     return K @ rotation_z(theta) @ _inv(K)
+
+
+def similarity_about_center(s: float, theta: float, center, shift=(0.0, 0.0)) -> np.ndarray:
+    """Pixel similarity (3, 3) float64: p' = s R(theta) (p - center) + center + shift.
+
+    R(theta) turns u towards v (clockwise as seen in the image, like :func:`rotation_z`); s is
+    an isotropic zoom; center and shift in pixels. One sample, plain floats (a data-loader hot
+    path)."""
+    c, si = math.cos(theta) * s, math.sin(theta) * s
+    cx, cy = float(center[0]), float(center[1])
+    return np.array([[c, -si, cx + shift[0] - (c * cx - si * cy)],
+                     [si, c, cy + shift[1] - (si * cx + c * cy)],
+                     [0.0, 0.0, 1.0]])
 
 
 def scale_about_center(s: Array, center: Array, shift=(0.0, 0.0)) -> Array:

@@ -8,9 +8,10 @@ coordinates are pixel centres). One sample goes through, in this order:
    ``side -> 1 - side``;
 2. resize of the whole crop to ``out_size``: ``R = camera.crop_transform((0, 0, W, H), out)``,
    ``K -> R K``;
-3. augmentation, as a rotation of the scene about the optical axis (``kp3d -> Rz kp3d``, image
-   map ``K Rz K^-1``, depth values unchanged) followed by a pixel-space similarity ``S`` about the
-   output centre (``K -> S K``, kp3d unchanged).
+3. augmentation, as a pixel-space similarity ``A`` (rotation, zoom and shift) about the output
+   centre: ``K -> A K`` (a general projective camera: every consumer of K uses its full inverse),
+   kp3d and depth values unchanged. An earlier version rotated the scene about the optical axis,
+   which swings crops whose principal point is far from their centre partly out of the image.
 
 The composed pixel map is applied once with ``cv2.warpPerspective`` (bilinear for RGB, nearest for
 depth / mask / parts, border 0). ``kp2d`` is ``project(K', kp3d')`` for joints with a finite 3D
@@ -263,21 +264,13 @@ class HandDataset(Dataset):
         K1 = self._resize @ K
         A = _IDENTITY
         if self.augment is not None:
-            # camera.rotation_z(theta) (theta as a 0-d float64 array, as camera._prep makes it)
-            theta = np.asarray(p["theta"])
-            c, s = np.cos(theta), np.sin(theta)
-            z = c * 0
-            Rz = np.array([[c, -s, z], [s, c, z], [z, z, z + 1]], np.float64)
-            H_rot = K1 @ Rz @ np.linalg.inv(K1)      # camera.homography_rotate_about_axis
-            # camera.scale_about_center(scale, ((ow - 1) / 2, (oh - 1) / 2), shift)
-            sc = p["scale"]
-            tx = (1 - sc) * ((ow - 1) / 2.0) + p["shift"][0]
-            ty = (1 - sc) * ((oh - 1) / 2.0) + p["shift"][1]
-            z = tx * 0
-            S = np.array([[sc, z, tx], [z, sc, ty], [z, z, z + 1]], np.float64)
-            A = S @ H_rot
-            X = X @ Rz.T
-            K1 = S @ K1
+            # camera.similarity_about_center(scale, theta, centre, shift): a pixel-space rotation
+            # and zoom about the output centre, K -> A K, kp3d and depth values unchanged. (A
+            # rotation about the optical axis instead would swing a crop whose principal point lies
+            # far outside it, e.g. a hand at a frame corner, partly out of the image.)
+            A = camera.similarity_about_center(p["scale"], p["theta"], ((ow - 1) / 2.0, (oh - 1) / 2.0),
+                                               p["shift"])
+            K1 = A @ K1
         label_map = A @ self._resize          # stored (possibly flipped) pixels -> output pixels
 
         # camera.apply_homography(label_map, uv) and camera.project(K1, X)
