@@ -110,29 +110,130 @@ def test_weak_anchor_uses_gt_for_3d_samples_and_depth_prior_otherwise():
     assert wrist_depth(d, torch.tensor([[3.0, 3.0]])).item() == 110.0   # median of valid only
 
 
-def test_stage3_step_regularizer_term_only_with_regularizer():
-    from weakhand.cai import stage3_step
-    from weakhand.models import DepthRegularizer
-
-    torch.manual_seed(0)
-    batch, _ = _batch()
+def _depth_batch():
+    batch, kp3d = _batch()
     s = batch["image"].shape[-1]
     depth = torch.zeros(4, 1, s, s)
     mask = torch.zeros(4, 1, s, s)
     mask[:, :, 6:26, 6:26] = 1
-    depth[:, :, 6:26, 6:26] = 400.0
+    depth[:, :, 6:26, 6:26] = torch.linspace(390, 430, 20)[None, None, None, :]
     batch.update(depth=depth, mask=mask, has_depth=torch.ones(4, dtype=torch.bool))
+    return batch, kp3d
+
+
+def _frozen_reg(size=16):
+    from weakhand.models import DepthRegularizer
+    torch.manual_seed(1)
+    reg = DepthRegularizer(out_size=size).eval()
+    return reg.requires_grad_(False)
+
+
+def test_stage3_step_regularizer_term_only_with_regularizer():
+    from weakhand.cai import Stage3Options, stage3_step, weak_signals_for
+
+    torch.manual_seed(0)
+    batch, _ = _depth_batch()
     model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
-    no_reg = stage3_step(model, None, batch, 1.5, 16, None)
+    no_reg = stage3_step(model, batch, 1.5)
     assert "depth_map" not in no_reg
-    reg = DepthRegularizer(out_size=16).eval()
-    for p in reg.parameters():
-        p.requires_grad_(False)                        # frozen regulariser
-    out = stage3_step(model, reg, batch, 1.5, 16, {"skin_offset_mm": 10.0, "s_mm": 45.0})
-    assert torch.isfinite(out["loss"]) and out["depth_map"] >= 0
+    sig = weak_signals_for("2d_depth", Stage3Options(), regularizer=_frozen_reg(), reg_size=16,
+                           prior={"skin_offset_mm": 10.0, "s_mm": 45.0})
+    out = stage3_step(model, batch, 1.5, sig)
+    assert torch.isfinite(out["loss"]) and out["depth_map"] > 0
     out["loss"].backward()
     grads = [p.grad for p in model.reg.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_regularizer_gradient_never_reaches_the_2d_network():
+    """Cai et al. §3.3: with weak_grad="head" the depth-map term of weak samples trains the depth
+    regression only; with "all" (the old deviation) it also reaches the 2D network."""
+    from weakhand.cai import Stage3Options, stage3_step, weak_signals_for
+
+    batch, _ = _depth_batch()
+    batch["has_3d"] = torch.zeros(4, dtype=torch.bool)       # all weak: no supervised depth term
+    batch["kp3d"] = torch.full_like(batch["kp3d"], float("nan"))
+    prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
+    for weak_grad, reaches_2d in (("head", False), ("all", True)):
+        torch.manual_seed(0)
+        model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
+        sig = weak_signals_for("2d_depth", Stage3Options(weak_grad=weak_grad), regularizer=_frozen_reg(),
+                               reg_size=16, prior=prior)
+        lam, signal = sig["depth_map"]
+        o = model(batch, head_only=torch.ones(4, dtype=torch.bool) if weak_grad == "head" else None)
+        signal(batch, o["zn"], o["uv"])["loss"].backward()
+        g2d = sum(float(p.grad.abs().sum()) for p in model.pose.parameters() if p.grad is not None)
+        greg = sum(float(p.grad.abs().sum()) for p in model.reg.parameters() if p.grad is not None)
+        assert greg > 0
+        assert (g2d > 0) == reaches_2d, (weak_grad, g2d)
+
+
+def test_stage3_step_head_only_keeps_2d_network_free_of_weak_gradients():
+    """The whole stage-3 step: with weak_grad="head" the 2D network's gradient is the same with
+    the weak depth-map term at λ = 1 and at λ = 0 (the term adds nothing to it); with "all" the
+    term changes it."""
+    from weakhand.cai import Stage3Options, stage3_step, weak_signals_for
+
+    batch, _ = _depth_batch()
+    prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
+    change = {}
+    for weak_grad in ("head", "all"):
+        grads = []
+        for lam in (0.0, 1.0):
+            torch.manual_seed(0)
+            model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16)).double()
+            b = {k: (v.double() if v.is_floating_point() else v) for k, v in batch.items()}
+            sig = weak_signals_for("2d_depth", Stage3Options(reg_weight=lam, weak_grad=weak_grad),
+                                   regularizer=_frozen_reg().double(), reg_size=16, prior=prior)
+            out = stage3_step(model, b, 1.5, sig, weak_grad=weak_grad)
+            out["loss"].backward()
+            assert lam == 0.0 or out["depth_map"] > 0
+            grads.append(torch.cat([p.grad.flatten() for p in model.pose.parameters()]))
+        change[weak_grad] = float((grads[1] - grads[0]).abs().max() / grads[0].abs().max())
+    assert change["head"] < 1e-9 < 1e-4 < change["all"], change
+
+
+def test_regularizer_sees_the_labelled_2d():
+    """input_2d="label": moving the predicted (u, v) does not change the term; "pred": it does."""
+    from weakhand.weak_signals import RegularizerSignal
+
+    batch, kp3d = _depth_batch()
+    batch["has_3d"] = torch.zeros(4, dtype=torch.bool)
+    zn = torch.as_tensor(root_relative_depth(kp3d), dtype=torch.float32)
+    uv_a = batch["kp2d"].clone()
+    uv_b = uv_a + 5.0
+    prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
+    lab = RegularizerSignal(_frozen_reg(), 16, prior, input_2d="label")
+    pred = RegularizerSignal(_frozen_reg(), 16, prior, input_2d="pred")
+    assert float(lab(batch, zn, uv_a)["loss"]) == float(lab(batch, zn, uv_b)["loss"])
+    assert float(pred(batch, zn, uv_a)["loss"]) != float(pred(batch, zn, uv_b)["loss"])
+    assert float(lab(batch, zn, uv_b)["loss"]) == float(pred(batch, zn, batch["kp2d"])["loss"])
+
+
+def test_empty_mask_sample_does_not_change_batchnorm_statistics():
+    """Stage 2: a crop without hand pixels must not enter the regulariser's forward pass (its
+    joint input would be ~1e5 and its batch statistics would poison BatchNorm)."""
+    from weakhand.cai import depth_map_targets, regularizer_step
+    from weakhand.models import DepthRegularizer
+
+    batch, kp3d = _depth_batch()
+    full = {k: v.clone() for k, v in batch.items()}
+    full["kp3d"] = torch.tensor(kp3d, dtype=torch.float32)
+    full["has_3d"] = torch.ones(4, dtype=torch.bool)
+    bad = {k: v.clone() for k, v in full.items()}
+    bad["mask"][3] = 0.0                                   # sample 3: no hand pixel at all
+    assert depth_map_targets(bad, 16)["enough"].tolist() == [True, True, True, False]
+    assert float(depth_map_targets(bad, 16)["d_range"].min()) >= 5.0
+    three = {k: v[:3] for k, v in full.items()}
+    stats = []
+    for b in (bad, three):
+        torch.manual_seed(0)
+        reg = DepthRegularizer(out_size=16, dropout=0.0).train()
+        regularizer_step(reg, b, 16)["loss"].backward()
+        stats.append([m.running_var.clone() for m in reg.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    for a, b in zip(*stats):
+        torch.testing.assert_close(a, b)
+    assert max(float(v.max()) for v in stats[0]) < 1e3
 
 
 def test_build_stage3_wires_variants_from_checkpoints(tmp_path):
@@ -158,6 +259,7 @@ def test_build_stage3_wires_variants_from_checkpoints(tmp_path):
     torch.testing.assert_close(model.state_dict()["reg.fcs.0.weight"], pose.state_dict()["reg.fcs.0.weight"])
     models, opt, step, model = build_stage3("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg,
                                             prior, reg_mode="lowlr", lr=1e-3)
+    assert torch.isfinite(step(models, _depth_batch()[0])["loss"])
     assert set(models) == {"pose", "reg"} and [g["lr"] for g in opt.param_groups] == [1e-3, 1e-4]
     with pytest.raises(ValueError, match="variant"):
         build_stage3("3d", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)

@@ -103,8 +103,8 @@ def test_stage3_builders_need_limits_for_bmc_variants(tmp_path, limits):
 def test_cai_bmc_variant_step_trains(limits):
     batch, _ = _batch(b=4, s=32)
     net = cai.CaiPoseNet(cai.PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
-    out = cai.stage3_step(net, None, batch, 1.5, 16, None, limits=limits,
-                          bmc_weights=bmc.BMCWeights())
+    sig = cai.weak_signals_for("2d_bmc", cai.Stage3Options(bmc_weight=1.0), limits=limits)
+    out = cai.stage3_step(net, batch, 1.5, sig)
     assert out["bmc"] > 0
     out["loss"].backward()
     grads = [p.grad for p in net.reg.parameters() if p.grad is not None]

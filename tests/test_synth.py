@@ -237,3 +237,23 @@ def test_labelled_twin_has_identical_images_and_the_withheld_3d(tmp_path):
     kp3d = np.asarray(full.arrays["kp3d"], np.float64)
     np.testing.assert_allclose(camera.project(np.asarray(full.arrays["K"], np.float64), kp3d),
                                np.asarray(full.arrays["kp2d"]), atol=1e-3)
+
+
+def test_style_overrides_parse_and_refuse_bad_knobs():
+    import pytest
+    from weakhand.synth.domains import SENSOR, parse_style_overrides
+
+    s = parse_style_overrides("distance_mm=(450, 800); viewpoint=uniform; n_subjects=2", "sensor")
+    assert s.distance_mm == (450.0, 800.0) and s.viewpoint == "uniform" and s.n_subjects == 2
+    assert s.name == "sensor" and s.focal_px == SENSOR.focal_px          # the rest is untouched
+    assert parse_style_overrides("  ", "render") == parse_style_overrides("", "render")
+    assert parse_style_overrides("withhold_3d_splits=('train', 'val')", "sensor").withhold_3d_splits == ("train", "val")
+    for bad, msg in (("distanse_mm=(1, 2)", "unknown knob 'distanse_mm'"),
+                     ("distance_mm=(800, 450)", "lo <= hi"),
+                     ("distance_mm=5", "takes 2 values"),
+                     ("viewpoint=sideways", "'uniform' or 'frontal'"),
+                     ("n_subjects=abc", "finite number"),
+                     ("p_occluder=nan", "finite number"),
+                     ("viewpoint", "expected knob=value")):
+        with pytest.raises(ValueError, match=msg):
+            parse_style_overrides(bad, "sensor")

@@ -47,10 +47,23 @@ class CaiPoseNet(nn.Module):
     def stride(self) -> float:
         return float(self.pose.stride)
 
-    def forward(self, batch: dict | torch.Tensor) -> dict:
+    def forward(self, batch: dict | torch.Tensor, head_only: torch.Tensor | None = None) -> dict:
+        """`head_only` (B,) bool: for these samples the depth regression sees detached features
+        and heatmaps, in a forward pass of its own (its BatchNorm statistics would otherwise carry
+        their gradient to the other samples' features), so losses on their zn train the depth
+        regression only, never the 2D network (Cai et al. §3.3 for the regulariser)."""
         img = batch["image"] if isinstance(batch, dict) else batch
         out = self.pose((img - IMAGE_MEAN) / IMAGE_STD)
-        out["zn"] = self.reg(out["features"], out["heatmaps"][-1])
+        feats, hm = out["features"], out["heatmaps"][-1]
+        if head_only is None or not bool(head_only.any()):
+            out["zn"] = self.reg(feats, hm)
+            return out
+        m = head_only.to(feats.device).bool()
+        zn = feats.new_zeros(feats.shape[0], self.reg.num_joints)
+        zn = zn.index_put((m,), self.reg(feats[m].detach(), hm[m].detach()))
+        if bool((~m).any()):
+            zn = zn.index_put((~m,), self.reg(feats[~m], hm[~m]))
+        out["zn"] = zn
         return out
 
 
@@ -119,24 +132,33 @@ def evaluate_predictions(p: dict) -> dict:
 
 # ----------------------------------------------------------------------------- stage 2
 
+MIN_HAND_PIXELS = 16     # fewer valid hand pixels (full-resolution crop): no depth-map target
+MIN_DEPTH_RANGE_MM = 5.0  # floor of d_range: a degenerate map must not blow up the joint input
+
+
 def depth_map_targets(batch: dict, out_size: int) -> dict:
     """Normalised depth-map targets of a batch at the regulariser's resolution.
 
     dn = (d_max − D)/d_range on hand pixels (near → larger), background 0 (paper Eq. 4–5), with
     d_max/d_range from the hand-mask pixels of the full-resolution crop; the same d_max and
     range normalise the joints. pixel_valid excludes sensor holes inside the hand (depth 0 under
-    the mask), which are not "background".
+    the mask), which are not "background". ``enough`` (B,) marks samples with at least
+    MIN_HAND_PIXELS valid hand pixels: the others have no usable map and must not even enter the
+    regulariser's forward pass (their joint input would be ~1e5 and poison BatchNorm statistics).
+    d_range is floored at MIN_DEPTH_RANGE_MM.
     """
     from .models import normalize_depth_map
 
     depth = batch["depth"][:, 0].float()
     mask = batch["mask"][:, 0].float()
-    dn, d_max, d_range = normalize_depth_map(depth, mask)
+    dn, d_max, d_range = normalize_depth_map(depth, mask, eps=MIN_DEPTH_RANGE_MM)
+    n_hand = ((mask > 0) & (depth > 0)).flatten(1).sum(-1)
     valid = ((depth > 0) | (mask == 0)).float()
     size = (out_size, out_size)
     dn_s = torch.nn.functional.interpolate(dn[:, None], size=size, mode="area")
     valid_s = torch.nn.functional.interpolate(valid[:, None], size=size, mode="area") > 0.999
-    return {"map": dn_s, "pixel_valid": valid_s, "d_max": d_max, "d_range": d_range}
+    return {"map": dn_s, "pixel_valid": valid_s, "d_max": d_max, "d_range": d_range,
+            "enough": n_hand >= MIN_HAND_PIXELS}
 
 
 def regularizer_input_from_3d(kp2d: torch.Tensor, z_mm: torch.Tensor, d_max: torch.Tensor,
@@ -150,15 +172,21 @@ def regularizer_input_from_3d(kp2d: torch.Tensor, z_mm: torch.Tensor, d_max: tor
 
 
 def render_from_gt(model: nn.Module, batch: dict, out_size: int) -> dict:
-    """Depth maps rendered by the regulariser from ground-truth joints, with their targets:
-    {"pred": (B,1,S,S), "target", "pixel_valid", "has": samples with 3D and depth}."""
+    """Depth maps rendered by the regulariser from ground-truth joints, with their targets, for
+    the samples with 3D, depth and enough hand pixels only (the others never enter the forward
+    pass): {"pred": (b,1,S,S), "target", "pixel_valid", "has": (b,) all True, "index": (b,)
+    their positions in the batch}."""
     tgt = depth_map_targets(batch, out_size)
-    kp3d = torch.nan_to_num(batch["kp3d"].float(), nan=0.0)
-    kp2d = torch.nan_to_num(batch["kp2d"].float(), nan=0.0)
-    inp = regularizer_input_from_3d(kp2d, kp3d[..., 2], tgt["d_max"], tgt["d_range"],
+    has = batch["has_3d"].bool() & batch["has_depth"].bool() & tgt["enough"]
+    idx = torch.nonzero(has).flatten()
+    kp3d = torch.nan_to_num(batch["kp3d"].float()[idx], nan=0.0)
+    kp2d = torch.nan_to_num(batch["kp2d"].float()[idx], nan=0.0)
+    inp = regularizer_input_from_3d(kp2d, kp3d[..., 2], tgt["d_max"][idx], tgt["d_range"][idx],
                                     batch["image"].shape[-2:])
-    return {"pred": model(inp), "target": tgt["map"], "pixel_valid": tgt["pixel_valid"],
-            "has": batch["has_3d"].bool() & batch["has_depth"].bool()}
+    # BatchNorm cannot normalise a training batch of fewer than 2 samples: no prediction then
+    pred = model(inp) if len(idx) > (1 if model.training else 0) else None
+    return {"pred": pred, "target": tgt["map"][idx], "pixel_valid": tgt["pixel_valid"][idx],
+            "has": torch.ones_like(idx, dtype=torch.bool), "index": idx}
 
 
 def regularizer_step(model: nn.Module, batch: dict, out_size: int) -> dict:
@@ -167,7 +195,10 @@ def regularizer_step(model: nn.Module, batch: dict, out_size: int) -> dict:
     from .losses import depth_map_loss
 
     r = render_from_gt(model, batch, out_size)
-    l1 = depth_map_loss(r["pred"], r["target"], r["has"], r["pixel_valid"])
+    if r["pred"] is None:  # no usable sample: a zero loss that still reaches every parameter
+        l1 = sum(p.sum() for p in model.parameters()) * 0.0
+    else:
+        l1 = depth_map_loss(r["pred"], r["target"], r["has"], r["pixel_valid"])
     return {"loss": l1, "depth_map_l1": l1.detach()}
 
 
@@ -183,7 +214,7 @@ def regularizer_l1(model: nn.Module, loader, device: str, out_size: int) -> floa
         batch = to_device(batch, device)
         r = render_from_gt(model, batch, out_size)
         k = int(r["has"].sum())
-        if k:
+        if k and r["pred"] is not None:
             tot += float(depth_map_loss(r["pred"], r["target"], r["has"], r["pixel_valid"])) * k
             n += k
     return tot / max(n, 1)
@@ -197,13 +228,10 @@ def depth_anchor_prior(loader, max_batches: int = 20) -> dict:
     skin_offset_mm = median(Z_wrist − sensor depth at the wrist pixel) and the mean scale bone
     length s_mm. Weak target samples get Z_root = depth at the labelled wrist + skin_offset and
     s = s_mm (see weak_anchor)."""
+    from .weak_signals import labelled_depth_batches
+
     offs, scales = [], []
-    for i, batch in enumerate(loader):
-        if i >= max_batches:
-            break
-        has = batch["has_3d"].bool() & batch["has_depth"].bool()
-        if not has.any():
-            continue
+    for batch, has in labelled_depth_batches(loader, max_batches):
         d = wrist_depth(batch["depth"][:, 0], batch["kp2d"][:, sk.ROOT])
         ok = has & (d > 0)
         offs.append((batch["kp3d"][ok, sk.ROOT, 2] - d[ok]).float())
@@ -245,17 +273,60 @@ def weak_anchor(batch: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor, t
 
 VARIANTS = {
     "2d": "target 2D only (heatmaps on both domains, depth regression on the source)",
-    "2d_depth": "target 2D + depth regulariser on the target depth maps",
-    "2d_bmc": "target 2D + biomechanical constraints on the predicted 3D of target samples",
-    "2d_depth_bmc": "target 2D + depth regulariser + biomechanical constraints",
+    "2d_depth": "target 2D + depth regulariser (Cai et al.: labelled 2D in, gradient to the depth head only)",
+    "2d_bmc": "target 2D + biomechanical constraints (Spurr et al.'s terms alone)",
+    "2d_bmc_pinned": "target 2D + BMC + drift guard on the mean target depth (ours)",
+    "2d_depth_bmc": "target 2D + depth regulariser + BMC + drift guard",
+    "2d_direct": "target 2D + direct depth: zn toward the sensor depth at labelled visible joints (ours)",
+    "2d_direct_bmc": "target 2D + direct depth + BMC + drift guard (ours)",
     "2d_teacher": "target 2D + pseudo-3D labels from the depth teacher (confidence-weighted)",
     "full3d": "target with full 3D labels (upper bound)",
 }
-USES_REGULARIZER = {"2d_depth", "2d_depth_bmc"}
-USES_BMC = {"2d_bmc", "2d_depth_bmc"}
-
+#: the weak signals (weakhand.weak_signals) each variant adds on target samples
+VARIANT_SIGNALS = {
+    "2d": (), "2d_teacher": (), "full3d": (),
+    "2d_depth": ("regularizer",), "2d_bmc": ("bmc",), "2d_bmc_pinned": ("bmc", "drift"),
+    "2d_depth_bmc": ("regularizer", "bmc", "drift"), "2d_direct": ("direct",),
+    "2d_direct_bmc": ("direct", "bmc", "drift"),
+}
+USES_REGULARIZER = {v for v, s in VARIANT_SIGNALS.items() if "regularizer" in s}
+USES_BMC = {v for v, s in VARIANT_SIGNALS.items() if "bmc" in s}
+USES_DIRECT = {v for v, s in VARIANT_SIGNALS.items() if "direct" in s}
+USES_DRIFT = {v for v, s in VARIANT_SIGNALS.items() if "drift" in s}
+WEAK_GRADS = ("head", "all")
 
 BMC_LIFTS = ("label", "pred")
+
+
+@dataclass
+class Stage3Options:
+    """Knobs of the weak signals in stage 3 (weights are the λ of each term).
+
+    reg_input_2d: "label" (paper) or "pred" 2D into the regulariser; weak_grad: "head" (paper:
+    weak signals train the depth regression only) or "all" (also the 2D network through the
+    shared features); uv_grad: let weak terms move predicted (u, v) (only with "pred" inputs);
+    bmc_lift "label"/"pred"; bmc_root: nominal scale-normalised root depth (None: closed form)."""
+    reg_weight: float = 1.0
+    reg_input_2d: str = "label"
+    weak_grad: str = "head"
+    uv_grad: bool = False
+    bmc_weight: float = 0.05
+    bmc_lift: str = "label"
+    bmc_root: float | None = None
+    drift_weight: float = 1.0
+    direct_weight: float = 1.0
+
+    def __post_init__(self):
+        from .weak_signals import REG_INPUTS_2D
+        if self.reg_input_2d not in REG_INPUTS_2D:
+            raise ValueError(f"reg_input_2d must be one of {REG_INPUTS_2D}, got {self.reg_input_2d!r}")
+        if self.weak_grad not in WEAK_GRADS:
+            raise ValueError(f"weak_grad must be one of {WEAK_GRADS}, got {self.weak_grad!r}")
+        if self.bmc_lift not in BMC_LIFTS:
+            raise ValueError(f"bmc_lift must be one of {BMC_LIFTS}, got {self.bmc_lift!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def confidence_depth_loss(batch: dict, out: dict) -> torch.Tensor:
@@ -273,104 +344,123 @@ def confidence_depth_loss(batch: dict, out: dict) -> torch.Tensor:
 
 def bmc_term(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool,
               lift: str = "label", root: float | None = None) -> dict:
-    """Add λ·L_BMC on the 3D of the weakly labelled samples (2D but no 3D).
-
-    The 3D is lifted from the predicted depth zn and, with lift="label", the sample's labelled
-    2D keypoints (predicted (u, v) where a label is missing): weak samples carry 2D labels, so
-    BMC then judges the depth alone instead of the network's 2D error. lift="pred" uses the
-    predicted (u, v) (Spurr et al.'s formulation; the gradient reaches them only with uv_grad).
-    `root`: a nominal scale-normalised root depth for the lift instead of the closed form.
-    """
-    from .bmc import bmc_loss_25d
+    """Add L_BMC (weights `bmc_weights`) on the 3D of the weakly labelled samples (2D, no 3D),
+    lifted from zn and the labelled (lift="label") or predicted (lift="pred", Spurr et al.) 2D;
+    see :class:`weakhand.weak_signals.BMCSignal`."""
+    from .weak_signals import BMCSignal
 
     if lift not in BMC_LIFTS:
         raise ValueError(f"lift must be one of {BMC_LIFTS}, got {lift!r}")
-    weak = batch["has_2d"].bool() & ~batch["has_3d"].bool()
-    uv = out["uv"]
-    if lift == "label":
-        kp2d = batch["kp2d"].to(uv)
-        ok = torch.isfinite(kp2d).all(-1, keepdim=True)
-        uv = torch.where(ok, torch.nan_to_num(kp2d), uv.detach())
-    b = bmc_loss_25d(uv, out["zn"], batch["K"].to(out["uv"]), limits, weak, bmc_weights,
-                     uv_grad, root)
-    return {**terms, "loss": terms["loss"] + b["bmc"], "bmc": b["bmc"].detach(),
-            "bmc_bone_length": b["bone_length"].detach(), "bmc_root_bones": b["root_bones"].detach(),
-            "bmc_angles": b["angles"].detach()}
+    b = BMCSignal(limits, bmc_weights, lift, uv_grad, root)(batch, out["zn"], out["uv"])
+    return {**terms, "loss": terms["loss"] + b["loss"], "bmc": b["loss"].detach(),
+            "bmc_bone_length": b["bone_length"], "bmc_root_bones": b["root_bones"],
+            "bmc_angles": b["angles"]}
 
 
-def stage3_step(model: nn.Module, regularizer: nn.Module | None, batch: dict, sigma: float,
-                reg_size: int, prior: dict | None, weights: CaiWeights = CaiWeights(),
-                uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label",
-                bmc_root: float | None = None) -> dict:
+def check_signal_inputs(variant: str, *, regularizer=True, limits=None, direct_prior=None,
+                        drift_mu=None) -> None:
+    """Raise ValueError naming what a variant's weak signals need and was not given."""
+    need = VARIANT_SIGNALS[variant]
+    missing = [n for n, x in (("regularizer", regularizer), ("bmc", limits), ("direct", direct_prior),
+                              ("drift", drift_mu)) if n in need and x is None]
+    if missing:
+        producers = {"regularizer": "the stage-2 regulariser (30_train_stage2_depth_regularizer)",
+                     "bmc": "BMC limits (bmc/limits.json from 10_fit_bmc_limits)",
+                     "direct": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
+                     "drift": "the stage-1 mean target depth (weak_signals.mean_zn)"}
+        raise ValueError(f"variant {variant!r} needs " + "; ".join(producers[m] for m in missing))
+
+
+def weak_signals_for(variant: str, opts: Stage3Options, *, regularizer=None, reg_size=None,
+                     prior=None, limits=None, bmc_weights=None, direct_prior=None,
+                     drift_mu=None) -> dict:
+    """{name: (λ, signal)} of one variant (see VARIANT_SIGNALS); raises naming what is missing."""
+    from .bmc import BMCWeights
+    from . import weak_signals as ws
+
+    need = VARIANT_SIGNALS[variant]
+    check_signal_inputs(variant, regularizer=regularizer, limits=limits, direct_prior=direct_prior,
+                        drift_mu=drift_mu)
+    out = {}
+    if "regularizer" in need:
+        out["depth_map"] = (opts.reg_weight, ws.RegularizerSignal(
+            regularizer, reg_size, prior, opts.reg_input_2d, opts.uv_grad, weak_only=True))
+    if "bmc" in need:
+        out["bmc"] = (1.0, ws.BMCSignal(limits, bmc_weights or BMCWeights(
+            opts.bmc_weight, opts.bmc_weight, opts.bmc_weight), opts.bmc_lift, opts.uv_grad, opts.bmc_root))
+    if "direct" in need:
+        out["direct_depth"] = (opts.direct_weight, ws.DirectDepthSignal(direct_prior))
+    if "drift" in need:
+        out["drift"] = (opts.drift_weight, ws.DriftGuard(drift_mu))
+    return out
+
+
+def stage3_step(model: nn.Module, batch: dict, sigma: float, signals: dict | None = None,
+                weights: CaiWeights = CaiWeights(), weak_grad: str = "head") -> dict:
     """Stage-3 loss on a mixed batch: heatmaps (all samples with 2D), smooth-L1 zn (samples
-    with 3D), with a regulariser L1 between the map rendered from the *predicted* joints and
-    the sample's normalised depth map (samples with depth and a valid anchor), and with
-    `limits` the BMC loss (:func:`weakhand.bmc.bmc_loss_25d`, weights `bmc_weights`) on the
-    predicted 3D of weak samples.
+    with 3D; confidence-weighted with pseudo-labels), plus Σ λ·signal(batch, zn) of each weak
+    signal ({name: (λ, signal)}, :func:`weak_signals_for`) on the target samples.
 
-    uv_grad=False stops the depth and BMC terms' gradients at the predicted (u, v): target
-    samples carry 2D labels, so these terms should teach depth. (They still reach the 2D
-    heatmaps through the features shared with the depth regression.)"""
-    from .losses import depth_map_loss
+    weak_grad="head": the weak samples' zn comes from detached features and heatmaps, so weak
+    signals train the depth regression only (Cai et al.: the regulariser never reaches the 2D
+    network); "all": they also reach the 2D network through the shared features."""
+    from .weak_signals import weak_mask
 
-    out = model(batch)
+    head_only = weak_mask(batch) if (signals and weak_grad == "head") else None
+    out = model(batch, head_only=head_only)
     terms = pose_losses(batch, out, sigma, model.stride, weights)
     if "kp3d_conf" in batch:  # pseudo-labels: the depth term weighted by per-joint confidence
         new = confidence_depth_loss(batch, out)
         terms = {**terms, "loss": terms["loss"] + weights.depth * (new - terms["depth"]),
                  "depth": new.detach()}
-    if limits is not None:
-        terms = bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift, bmc_root)
-    if regularizer is None:
-        return terms
-    tgt = depth_map_targets(batch, reg_size)
-    z_root, s, valid = weak_anchor(batch, prior)
-    z = z_root[:, None] + out["zn"] * s[:, None]
-    uv = out["uv"] if uv_grad else out["uv"].detach()
-    inp = regularizer_input_from_3d(uv, z, tgt["d_max"], tgt["d_range"], batch["image"].shape[-2:])
-    dep = depth_map_loss(regularizer(inp), tgt["map"], valid, tgt["pixel_valid"])
-    loss = terms["loss"] + weights.depth_map * dep
-    return {**terms, "loss": loss, "depth_map": dep.detach()}
+    loss = terms["loss"]
+    for name, (lam, signal) in (signals or {}).items():
+        r = signal(batch, out["zn"], out["uv"])
+        loss = loss + lam * r["loss"]
+        terms[name] = r["loss"].detach()
+        for k in ("bone_length", "root_bones", "angles"):
+            if k in r:
+                terms[f"{name}_{k}"] = r[k]
+    return {**terms, "loss": loss}
 
 
 def build_stage3(variant: str, net_cfg: PoseNetConfig, stage1_ckpt, stage2_ckpt, reg_cfg: dict,
                  prior: dict, reg_mode: str = "frozen", lr: float = 3e-4, device: str = "cpu",
-                 uv_grad: bool = False, limits=None, bmc_weights=None, bmc_lift: str = "label",
-                 bmc_root: float | None = None):
+                 opts: Stage3Options | None = None, limits=None, bmc_weights=None,
+                 direct_prior=None, drift_mu=None):
     """Models, optimizer and step function of one stage-3 variant, initialised from the stage-1
     (pose) and stage-2 (regulariser) checkpoints. Returns (models for the Trainer, optimizer,
     step_fn, pose model). A frozen regulariser stays outside the Trainer (evaluation mode, no
     gradients, not checkpointed); with reg_mode "lowlr" it trains at lr/10 and is checkpointed.
-    BMC variants need `limits` (:class:`weakhand.bmc.BMCLimits`) and take `bmc_weights`."""
-    from .bmc import BMCWeights
+    The weak signals' inputs (`limits`, `direct_prior`, `drift_mu`) are needed by the variants
+    that use them (VARIANT_SIGNALS)."""
     from .models import DepthRegularizer
     from .train import load_checkpoint
 
     if variant not in VARIANTS or reg_mode not in ("frozen", "lowlr"):
         raise ValueError(f"variant must be one of {sorted(VARIANTS)} (got {variant!r}) and "
                          f"reg_mode frozen or lowlr (got {reg_mode!r})")
-    if variant in USES_BMC and limits is None:
-        raise ValueError(f"variant {variant!r} needs BMC limits (bmc/limits.json from "
-                         f"10_fit_bmc_limits)")
-    lim = limits if variant in USES_BMC else None
-    bw = bmc_weights or BMCWeights()
+    opts = opts or Stage3Options()
+    check_signal_inputs(variant, limits=limits, direct_prior=direct_prior, drift_mu=drift_mu)
     model = CaiPoseNet(net_cfg)
     load_checkpoint(stage1_ckpt, model)
     params = [{"params": model.parameters(), "lr": lr}]
-    size = reg_cfg["reg_size"]
-    kw = dict(uv_grad=uv_grad, limits=lim, bmc_weights=bw, bmc_lift=bmc_lift, bmc_root=bmc_root)
-    if variant not in USES_REGULARIZER:
-        step = lambda m, b: stage3_step(m, None, b, net_cfg.sigma, size, prior, **kw)
-        return model, torch.optim.Adam(params), step, model
-    reg = DepthRegularizer(out_size=size, dropout=reg_cfg.get("reg_dropout", 0.2))
-    load_checkpoint(stage2_ckpt, reg)
-    if reg_mode == "frozen":
-        reg.eval().requires_grad_(False).to(device)
-        step = lambda m, b: stage3_step(m, reg, b, net_cfg.sigma, size, prior, **kw)
-        return model, torch.optim.Adam(params), step, model
+    size = reg_cfg["reg_size"] if reg_cfg else None
+    reg = None
+    if variant in USES_REGULARIZER:
+        reg = DepthRegularizer(out_size=size, dropout=reg_cfg.get("reg_dropout", 0.2))
+        load_checkpoint(stage2_ckpt, reg)
+        if reg_mode == "frozen":
+            reg.eval().requires_grad_(False).to(device)
+    signals = weak_signals_for(variant, opts, regularizer=reg, reg_size=size, prior=prior,
+                               limits=limits, bmc_weights=bmc_weights, direct_prior=direct_prior,
+                               drift_mu=drift_mu)
+    kw = dict(sigma=net_cfg.sigma, signals=signals, weak_grad=opts.weak_grad)
+    if reg is None or reg_mode == "frozen":
+        return model, torch.optim.Adam(params), (lambda m, b: stage3_step(m, b, **kw)), model
     params.append({"params": reg.parameters(), "lr": lr / 10})
-    step = lambda m, b: stage3_step(m["pose"], m["reg"], b, net_cfg.sigma, size, prior, **kw)
-    return {"pose": model, "reg": reg}, torch.optim.Adam(params), step, model
+    return ({"pose": model, "reg": reg}, torch.optim.Adam(params),
+            (lambda m, b: stage3_step(m["pose"], b, **kw)), model)
 
 
 @torch.no_grad()
@@ -382,3 +472,35 @@ def softmax_heatmaps(model: CaiPoseNet, image: torch.Tensor, device: str) -> tup
     hm = out["heatmaps"][-1][0]
     hm = torch.softmax(hm.flatten(1) * model.cfg.beta, -1).reshape(hm.shape)
     return hm.cpu().numpy(), out["uv"][0].cpu().numpy()
+
+
+def gradient_shares(model: CaiPoseNet, batch: dict, sigma: float, signals: dict,
+                    weights: CaiWeights = CaiWeights(), weak_grad: str = "head") -> list[dict]:
+    """Size of each term's gradient on the depth regression's parameters for one batch:
+    rows {term, λ, value, grad_norm, share_vs_depth} where share_vs_depth = ‖∇(λ·term)‖ /
+    ‖∇(λ_z·L_z)‖ of the source depth term. Use it to set λ so a weak signal neither drowns nor
+    dwarfs the supervised depth term. Leaves the model's gradients zeroed."""
+    from .weak_signals import weak_mask
+
+    model.train()
+    head_only = weak_mask(batch) if weak_grad == "head" else None
+    params = [p for p in model.reg.parameters() if p.requires_grad]
+
+    def norm_of(loss):
+        g = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        return float(torch.sqrt(sum((x.float() ** 2).sum() for x in g if x is not None)))
+
+    out = model(batch, head_only=head_only)
+    base = pose_losses(batch, out, sigma, model.stride, weights)
+    lab = joint_labels(batch)
+    dep = depth_loss(out["zn"], lab["zn"], lab["has_3d"]) * weights.depth
+    ref = norm_of(dep) if dep.requires_grad else float("nan")
+    rows = [{"term": "source depth (λ_z·L_z)", "λ": weights.depth, "value": float(base["depth"]),
+             "grad_norm": ref, "share_vs_depth": 1.0}]
+    for name, (lam, signal) in signals.items():
+        v = signal(batch, out["zn"], out["uv"])["loss"]
+        g = norm_of(lam * v) if v.requires_grad else 0.0
+        rows.append({"term": name, "λ": lam, "value": float(v), "grad_norm": g,
+                     "share_vs_depth": g / ref if ref > 0 else float("nan")})
+    model.zero_grad(set_to_none=True)
+    return rows

@@ -137,3 +137,20 @@ def evaluate_predictions(p: dict) -> dict:
         "pred3d_recovered": rec,
     })
     return res
+
+
+def heatmap_ce(batch: dict, out: dict, model: nn.Module, sigma: float = 1.0) -> torch.Tensor:
+    """Cross-entropy between a normalised Gaussian around the labelled 2D joint (σ in heatmap
+    cells) and the readout distribution softmax(β·H) of the latent heatmaps, averaged over the
+    labelled joints. A direct, scale-free signal on the distribution the soft-argmax reads."""
+    from .cai import joint_labels
+    from .models import gaussian_heatmaps
+
+    lab = joint_labels(batch)
+    hm = out["heatmaps"][-1]
+    h, w = hm.shape[-2:]
+    tgt = gaussian_heatmaps(torch.nan_to_num(batch["kp2d"].to(hm), nan=-1e4), (h, w), model.stride, sigma)
+    tgt = tgt.flatten(-2)
+    tgt = tgt / tgt.sum(-1, keepdim=True).clamp_min(1e-12)
+    logp = torch.log_softmax(hm.flatten(-2).float() * model.beta, -1)
+    return masked_mean(-(tgt * logp).sum(-1), lab["valid2d"])

@@ -12,17 +12,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import oracle
 from .report import Report, table_html
 from .scores import (GAP_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS, aggregate,
                      display_gaps, display_rows, fmt, gap_closed, paper_reference_rows,
-                     results_table, scalars, score, table_csv, versus_2d,
+                     results_table, scalars, score, table_csv, target_checks, versus_2d,
                      violation_summary)
 from .variants import (FAMILIES, FAMILY_LABELS, ROW_LABELS, ROW_ORDER, TrainedVariant, discover,
                        load_model, predict, train_size)
 
 __all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "parse_seed_list", "write_demo_crops", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
            "TABLE_METRICS", "WEAK_VARIANTS", "aggregate", "display_gaps", "display_rows", "fmt",
-           "gap_closed", "paper_reference_rows", "results_table", "scalars", "score", "table_csv",
+           "gap_closed", "paper_reference_rows", "results_table", "scalars", "score", "table_csv", "target_checks",
            "versus_2d", "violation_summary", "FAMILIES", "FAMILY_LABELS", "ROW_LABELS", "ROW_ORDER", "TrainedVariant",
            "discover", "load_model", "predict", "train_size"]
 
@@ -54,10 +55,14 @@ def test_sets(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *,
                  families: Iterable[str] = FAMILIES, seeds: Iterable[int] | None = None,
                  limits=None, device: str = "cpu", batch_size: int = 64,
-                 show_progress: bool = True) -> tuple[dict, list[TrainedVariant]]:
+                 show_progress: bool = True, constant_from: str | None = "synth_render/train",
+                 ) -> tuple[dict, list[TrainedVariant]]:
     """Predict and score every trained variant of `run_dir` on ``data/<split>``.
 
-    Returns (scores[family][variant][seed] = :func:`score` dict, the variants evaluated).
+    Returns (scores[family][variant][seed] = :func:`score` dict, the variants evaluated). With
+    `constant_from` (a fully labelled source split under ``data/``, if present), every family
+    also gets the row ``"constant"``: the constant pose fitted on that split
+    (:mod:`weakhand.baselines`), scored at the family's input size with the same protocol.
     Raises FileNotFoundError naming the run folder when it holds no trained variant.
     """
     import torch
@@ -72,6 +77,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
                                 "50_train_stage3_weak or 60_train_pose25d first)")
     loaders: dict[int, Any] = {}
     scores: dict[str, dict[str, dict[int, dict]]] = {}
+    labels: dict[str, tuple[dict, int]] = {}
     for tv in progress(tvs, desc=f"evaluating on {split}", disable=not show_progress):
         model, info = load_model(tv, device)
         size = train_size(info)
@@ -80,6 +86,13 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
             loaders[size] = torch.utils.data.DataLoader(ds, batch_size=batch_size)
         p = predict(tv, model, loaders[size], device)
         scores.setdefault(tv.family, {}).setdefault(tv.variant, {})[tv.seed] = score(p, limits)
+        labels.setdefault(tv.family, (p, size))
+    src = run / "data" / constant_from if constant_from else None
+    if src is not None and (src / "manifest.json").exists():
+        from ..baselines import fit_constant_pose, score_constant_pose
+        const = fit_constant_pose(src)
+        for family, (p, size) in labels.items():
+            scores[family]["constant"] = {0: score_constant_pose(const, p, (size, size), limits)}
     return scores, tvs
 
 

@@ -29,6 +29,7 @@ TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
     ("epe_median_mm", "EPE median mm", 1),
     ("auc_0_50", "AUC 0-50", 3),
     ("auc_20_50", "AUC 20-50", 3),
+    ("occ_z_err_mm", "occluded z err mm", 1),
     ("pa_epe_mm", "PA-EPE mm", 1),
     ("pa_auc_0_50", "PA-AUC 0-50", 3),
     ("pa_auc_20_50", "PA-AUC 20-50", 3),
@@ -39,7 +40,8 @@ TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
 #: the metrics whose (target 2D -> full 3D) gap closure is reported
 GAP_METRICS = ("z_err_mm", "epe_mm")
 #: weak variants whose gap closure is reported (the references are "2d" and "full3d")
-WEAK_VARIANTS = ("2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher")
+WEAK_VARIANTS = ("2d_depth", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc", "2d_direct", "2d_direct_bmc",
+                 "2d_teacher")
 
 # The papers' own numbers, as a reference on *different data* (not a target for ours).
 PAPER_REFERENCE = (
@@ -87,11 +89,18 @@ def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) ->
     e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
     pa = metrics.evaluate_3d(pred3d, kp3d, vis, align="procrustes")
     z_signed = (pred3d[..., 2] - kp3d[..., 2])[vis]
+    occ = ~vis
+    occ[:, sk.ROOT] = False  # the root's depth is given (GT root)
+    occ &= np.isfinite(kp3d).all(-1)
+    occ_dz = np.abs(pred3d[..., 2] - kp3d[..., 2])[occ]
+    occ_d = np.linalg.norm(pred3d - kp3d, axis=-1)[occ]
     out: dict[str, Any] = {
         "n_samples": int(sel.sum()),
         "px_2d_mean": e2["epe_mean_px"], "px_2d_median": e2["epe_median_hand3d_px"],
         "z_err_mm": ez["mean_abs_z_mm"], "z_err_median_mm": ez["median_abs_z_hand3d_mm"],
         "z_bias_mm": float(z_signed.mean()),
+        "occ_z_err_mm": float(occ_dz.mean()) if occ_dz.size else math.nan,
+        "occ_epe_mm": float(occ_d.mean()) if occ_d.size else math.nan,
         "epe_mm": e3["epe_mean_mm"], "epe_median_mm": e3["epe_median_hand3d_mm"],
         "auc_0_50": e3["auc_0_50"], "auc_20_50": e3["auc_20_50"],
         "pa_epe_mm": pa["epe_mean_mm"], "pa_epe_median_mm": pa["epe_median_hand3d_mm"],
@@ -259,8 +268,10 @@ def display_rows(table: Mapping[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def display_gaps(table: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Gap-closure rows formatted (percentages, verdicts) for display."""
+def display_gaps(table: Mapping[str, Any], oracle: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """Gap-closure rows formatted (percentages, verdicts) for display; `oracle`: variant -> the
+    oracle-descent verdict of its weak signal (:func:`weakhand.evaluation.oracle.flags`), shown
+    as a column when given."""
     pct = lambda m, s: "—" if not math.isfinite(m) else f"{100 * m:.0f} %" + (  # noqa: E731
         f" ± {100 * s:.0f}" if math.isfinite(s) else "")
     out = []
@@ -273,6 +284,7 @@ def display_gaps(table: Mapping[str, Any]) -> list[dict[str, str]]:
             "z err vs target 2D (mm)": f"{zc['diff']:+.1f}" + (
                 f" (spread {zc['spread']:.1f})" if math.isfinite(zc["spread"]) else ""),
             "z verdict": zc["verdict"], "EPE verdict": ec["verdict"],
+            **({"oracle descent (z, noisy start)": oracle.get(g["variant"], "—")} if oracle is not None else {}),
         })
     return out
 
@@ -301,3 +313,45 @@ def table_csv(table: Mapping[str, Any]) -> str:
     for r in table["rows"]:
         w.writerow({**{k: r.get(k) for k in cols if k != "n_seeds"}, "n_seeds": len(r["seeds"])})
     return buf.getvalue()
+
+
+def target_checks(table: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The study's acceptance checks against the results table, per family (mean over seeds):
+    rows {family, check, measured, met} with met "yes" / "no" / "—" (a row is missing)."""
+    out = []
+    for family in dict.fromkeys(r["family"] for r in table["rows"]):
+        rows = {r["variant"]: r for r in table["rows"] if r["family"] == family}
+        gaps = {g["variant"]: g for g in table["gaps"] if g["family"] == family}
+        m = lambda v, k: rows[v][f"{k}_mean"] if v in rows else math.nan  # noqa: E731
+
+        def add(check, measured, ok):
+            out.append({"family": FAMILY_LABELS[family], "check": check, "measured": measured,
+                        "met": "—" if ok is None else ("yes" if ok else "no")})
+
+        c, f = m("constant", "pa_epe_mm"), m("full3d", "pa_epe_mm")
+        ok = None if not (math.isfinite(c) and math.isfinite(f)) else f <= 0.6 * c
+        add("full 3D PA-EPE ≤ 0.6 × constant pose", f"{f:.1f} vs {0.6 * c:.1f} mm", ok)
+        learned = [v for v in rows if v != "constant"]
+        worse = [v for v in learned if math.isfinite(c) and m(v, "pa_epe_mm") >= c]
+        add("every model beats the constant pose (PA-EPE)",
+            "all below" if not worse else "not: " + ", ".join(worse), None if not math.isfinite(c) else not worse)
+        s, z = m("source", "z_err_mm"), m("full3d", "z_err_mm")
+        add("source-only z error ≥ 2 × full 3D", f"{s:.1f} vs {2 * z:.1f} mm",
+            None if not (math.isfinite(s) and math.isfinite(z)) else s >= 2 * z)
+        for v, need in (("2d_depth", 0.3), ("2d_depth_bmc", 0.6), ("2d_direct_bmc", 0.8)):
+            g = gaps.get(v)
+            if g is None:
+                add(f"{v} closes ≥ {100 * need:.0f} % of the z gap", "—", None)
+                continue
+            frac, verdict = g["z_err_mm_gap_closed"], g["z_vs_2d"]["verdict"]
+            add(f"{v} closes ≥ {100 * need:.0f} % of the z gap (beyond seed spread)",
+                f"{100 * frac:.0f} % ({verdict})", bool(frac >= need and verdict == "better"))
+        for v in ("2d_bmc", "2d_bmc_pinned"):
+            if v in rows and "2d" in rows:
+                dz, docc = m(v, "z_err_mm") - m("2d", "z_err_mm"), m(v, "occ_z_err_mm") - m("2d", "occ_z_err_mm")
+                spread = max(rows[v]["z_err_mm_std"], rows["2d"]["z_err_mm_std"])
+                sp_o = max(rows[v]["occ_z_err_mm_std"], rows["2d"]["occ_z_err_mm_std"])
+                ok = None if not math.isfinite(spread) else bool(dz < -spread or docc < -sp_o)
+                add(f"{v} improves z or occluded z error beyond seed spread",
+                    f"z {dz:+.1f} mm, occluded z {docc:+.1f} mm (spread {spread:.1f} / {sp_o:.1f})", ok)
+    return out

@@ -137,3 +137,66 @@ def style_diff(a: DomainStyle, b: DomainStyle) -> list[dict]:
     da, db = a.to_dict(), b.to_dict()
     return [{"knob": k, a.name: str(da[k]), b.name: str(db[k])}
             for k in da if k != "name" and da[k] != db[k]]
+
+
+def parse_style_overrides(text: str, base: str | DomainStyle) -> DomainStyle:
+    """A built-in domain with knobs overridden from a string, e.g.
+    ``"distance_mm=(450, 800); viewpoint=uniform"`` (``;``-separated ``knob=value``; values are
+    Python literals — numbers, tuples, dicts — or bare words for strings).
+
+    Each value is checked against the knob's current value: same kind (number, string, tuple of
+    the same length, dict), numbers finite, ranges ordered lo <= hi. Raises ValueError naming the
+    knob and what is wrong. An empty string returns the base style unchanged.
+    """
+    import ast
+    import math
+
+    style = make_style(base) if isinstance(base, str) else base
+    if not text or not text.strip():
+        return style
+    known = {f.name: getattr(style, f.name) for f in dataclasses.fields(style)}
+    changes = {}
+    for item in text.split(";"):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"style override {item.strip()!r} for {style.name!r}: expected knob=value")
+        key, raw = (x.strip() for x in item.split("=", 1))
+        if key == "name" or key not in known:
+            raise ValueError(f"unknown knob {key!r} of domain {style.name!r}; knobs: "
+                             + ", ".join(k for k in known if k != "name"))
+        try:
+            val = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            val = raw                                  # a bare word: a string knob
+        old = known[key]
+        if isinstance(old, tuple) and all(isinstance(o, str) for o in old):
+            val = (val,) if isinstance(val, str) else val
+            if not isinstance(val, (tuple, list)) or not all(isinstance(v, str) for v in val):
+                raise ValueError(f"{style.name}.{key} takes a tuple of strings like {old}, got {raw!r}")
+            val = tuple(val)
+        elif isinstance(old, tuple):
+            if not isinstance(val, (tuple, list)) or len(val) != len(old):
+                raise ValueError(f"{style.name}.{key} takes {len(old)} values like {old}, got {raw!r}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for v in val):
+                raise ValueError(f"{style.name}.{key}: every value must be a finite number, got {raw!r}")
+            val = tuple(type(o)(v) if isinstance(o, int) and float(v).is_integer() else float(v)
+                        for o, v in zip(old, val))
+            if len(val) == 2 and key not in ("image_wh",) and val[0] > val[1]:
+                raise ValueError(f"{style.name}.{key} is a range (lo, hi) and needs lo <= hi, got {val}")
+        elif isinstance(old, dict):
+            if not isinstance(val, dict):
+                raise ValueError(f"{style.name}.{key} takes a dict like {old}, got {raw!r}")
+        elif isinstance(old, str):
+            if not isinstance(val, str):
+                raise ValueError(f"{style.name}.{key} takes a string, got {raw!r}")
+        elif isinstance(old, (int, float)) and not isinstance(old, bool):
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+                raise ValueError(f"{style.name}.{key} takes a finite number, got {raw!r}")
+            val = type(old)(val) if isinstance(old, int) and float(val).is_integer() else float(val)
+        changes[key] = val
+    new = style.replace(**changes)
+    if "viewpoint" in changes and new.viewpoint not in ("uniform", "frontal"):
+        raise ValueError(f"{style.name}.viewpoint must be 'uniform' or 'frontal', got {new.viewpoint!r}")
+    return new
