@@ -633,6 +633,34 @@ class LabPage:
         self.page.mouse.click(xy[0], xy[1])
         return xy[0], xy[1]
 
+    def click_plot_xy(self, css_class: str, x: float, y: float, trace: int = 0,
+                      timeout: float = ACTION_TIMEOUT) -> tuple[float, float]:
+        """Click the data coordinates (x, y) of the axes of trace ``trace`` with the mouse --
+        anywhere, not only on a point (plotly reports a click only when a point of some trace
+        is within its hover distance).  Returns the page coordinates clicked."""
+        plot = self._plot(css_class, timeout)
+        plot.scroll_into_view_if_needed()
+        xy = plot.evaluate("""(el, [t, x, y]) => {
+            const tr = el._fullData[t], fl = el._fullLayout;
+            const xa = fl[tr.xaxis.replace('x', 'xaxis')], ya = fl[tr.yaxis.replace('y', 'yaxis')];
+            const box = el.getBoundingClientRect();
+            return [box.left + xa._offset + xa.d2p(x), box.top + ya._offset + ya.d2p(y)];
+        }""", [trace, x, y])
+        self.page.mouse.move(xy[0], xy[1])
+        self.page.mouse.click(xy[0], xy[1])
+        return xy[0], xy[1]
+
+    def plot_boxes(self, css_class: str, selectors: Sequence[str],
+                   timeout: float = ACTION_TIMEOUT) -> dict[str, list[dict]]:
+        """Page bounding boxes ({x, y, width, height}) of the elements matching each CSS
+        selector inside a plot (e.g. ``.gtitle``, ``.modebar``), visible ones only."""
+        plot = self._plot(css_class, timeout)
+        return plot.evaluate("""(el, sels) => Object.fromEntries(sels.map(s => [s,
+            Array.from(el.querySelectorAll(s)).map(e => e.getBoundingClientRect())
+                 .filter(r => r.width > 0 && r.height > 0)
+                 .map(r => ({x: r.x, y: r.y, width: r.width, height: r.height}))]))""",
+                             list(selectors))
+
     def _plot(self, css_class: str, timeout: float):
         plot = self._find(None, css_class, timeout)
         if "js-plotly-plot" not in (plot.get_attribute("class") or ""):

@@ -117,23 +117,60 @@ def modality_panel(data, indices: Sequence[int], title: str = "") -> go.Figure:
 
 
 def skeletons_3d(kps: Sequence[np.ndarray], names: Sequence[str] | None = None,
-                 title: str = "") -> go.Figure:
-    """Root-relative 3-D skeletons (mm) side by side along x, bones coloured by finger."""
+                 title: str = "", ncols: int | None = None, row_height: int = 300) -> go.Figure:
+    """3-D skeletons (mm) in a grid, `ncols` per row (default: up to 4), bones coloured by
+    finger, each labelled with its name.
+
+    Each hand is centred in its cell in x and y (the camera's image plane) and keeps its depth
+    relative to the root. All cells have the size of the largest hand, the axis ranges are
+    fixed and equally scaled, and the camera looks from slightly above the image-plane view,
+    so the hands fill the figure at every count (no thin strip of far-away hands).
+    """
+    pts = [np.asarray(kp, float) for kp in kps]
+    n = len(pts)
+    ncols = max(1, min(n, ncols or 4))
+    nrows = max(1, -(-n // ncols))
+    centred = []
+    for p in pts:
+        q = p - p[0]
+        ok = np.isfinite(q).all(axis=1)
+        if ok.any():
+            q[:, :2] -= 0.5 * (np.nanmin(q[ok, :2], axis=0) + np.nanmax(q[ok, :2], axis=0))
+        centred.append(q)
+    finite = [q[np.isfinite(q).all(axis=1)] for q in centred]
+    finite = [q for q in finite if len(q)] or [np.zeros((1, 3))]
+    half = max(float(np.max(np.abs(q[:, :2]))) for q in finite) + 15.0     # cell half-size (mm)
+    cell = 2 * half
+    zmin = min(float(q[:, 2].min()) for q in finite) - 15.0
+    zmax = max(float(q[:, 2].max()) for q in finite) + 15.0
     fig = go.Figure()
-    offset = 0.0
-    for k, kp in enumerate(kps):
-        p = np.asarray(kp, float) - np.asarray(kp, float)[0]
-        p[:, 0] += offset
+    lx, ly, lz, lt = [], [], [], []
+    for k, q in enumerate(centred):
+        r, c = divmod(k, ncols)
+        ox, oy = c * cell, -r * (cell + 30)    # plot x = image x, plot z = -image y (up)
+        name = names[k] if names else f"#{k}"
         for f, color in enumerate(FINGER_COLORS):
             chain = [0, *sk.FINGERS[f]]
-            fig.add_trace(go.Scatter3d(x=p[chain, 0], y=p[chain, 2], z=-p[chain, 1],
-                                       mode="lines+markers", line=dict(color=color, width=5),
-                                       marker=dict(size=2, color=color), showlegend=False,
-                                       name=(names[k] if names else f"#{k}")))
-        offset += 1.3 * (np.ptp(p[:, 0]) + 60)
-    fig.update_layout(title=title, height=420, margin=dict(l=0, r=0, t=40, b=0),
-                      scene=dict(aspectmode="data", xaxis_title="x (mm)", yaxis_title="z (mm)",
-                                 zaxis_title="-y (mm)"))
+            fig.add_trace(go.Scatter3d(x=q[chain, 0] + ox, y=q[chain, 2], z=-q[chain, 1] + oy,
+                                       mode="lines+markers", line=dict(color=color, width=6),
+                                       marker=dict(size=3, color=color), showlegend=False,
+                                       name=name))
+        lx.append(ox); ly.append(zmin); lz.append(oy + half + 14); lt.append(name.replace(" ", "<br>", 1))
+    fig.add_trace(go.Scatter3d(x=lx, y=ly, z=lz, mode="text", text=lt, textfont=dict(size=11),
+                               hoverinfo="skip", showlegend=False, name="labels"))
+    xr = [-half, (ncols - 1) * cell + half]
+    zr = [-(nrows - 1) * (cell + 30) - half, half + 30]   # 30 mm above each row: its labels
+    spans = np.array([xr[1] - xr[0], zmax - zmin, zr[1] - zr[0]])
+    ratio = 2.4 * spans / spans.max()     # > 1: the box fills the figure (plotly fits ~1 unit)
+    fig.update_layout(
+        title=title, height=max(360, row_height * nrows + 60), margin=dict(l=0, r=0, t=40, b=0),
+        scene=dict(aspectmode="manual",
+                   aspectratio=dict(x=float(ratio[0]), y=float(ratio[1]), z=float(ratio[2])),
+                   xaxis=dict(title="x (mm)", range=xr, autorange=False),
+                   yaxis=dict(title="z (mm)", range=[zmin, zmax], autorange=False),
+                   zaxis=dict(title="-y (mm)", range=zr, autorange=False),
+                   camera=dict(eye=dict(x=0.0, y=-2.0, z=0.6), up=dict(x=0, y=0, z=1),
+                               projection=dict(type="orthographic"))))
     return fig
 
 
@@ -176,9 +213,26 @@ def table(rows: Sequence[Mapping], title: str = "") -> go.Figure:
     return fig
 
 
+def standalone_html(fig: go.Figure, include_plotlyjs: str | bool = "plotly.min.js") -> str:
+    """`fig` as a full HTML page that it fills: the figure is as tall as the window (at least
+    its own layout height) and as wide, and follows window resizes."""
+    page = go.Figure(fig)
+    min_h = int(page.layout.height or 450)
+    page.layout.height = None
+    page.layout.width = None
+    page.layout.autosize = True
+    text = page.to_html(include_plotlyjs=include_plotlyjs, full_html=True,
+                        default_height="100vh", default_width="100%",
+                        config={"responsive": True})
+    text = text.replace('style="height:100vh; width:100%;"',
+                        f'style="height:100vh; min-height:{min_h}px; width:100%;"', 1)
+    return text.replace("<head>", "<head><style>html, body { margin: 0; padding: 0; }</style>", 1)
+
+
 def save_figure(fig: go.Figure, path) -> "Path":
-    """Write `fig` as a standalone HTML file (atomic); plotly.js is written once per folder
-    (plotly.min.js next to it), so the figures open offline."""
+    """Write `fig` as a standalone HTML file (atomic) that fills the browser window
+    (:func:`standalone_html`); plotly.js is written once per folder (plotly.min.js next to it),
+    so the figures open offline."""
     from pathlib import Path
 
     from .io import atomic_write_text
@@ -189,7 +243,7 @@ def save_figure(fig: go.Figure, path) -> "Path":
     if not js.exists():
         from plotly.offline import get_plotlyjs
         atomic_write_text(js, get_plotlyjs())
-    return atomic_write_text(path, fig.to_html(include_plotlyjs="plotly.min.js", full_html=True))
+    return atomic_write_text(path, standalone_html(fig))
 
 
 def heatmap_overview(image: np.ndarray, heatmaps: np.ndarray, uv_pred: np.ndarray,

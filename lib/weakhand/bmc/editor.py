@@ -21,9 +21,13 @@ from ..viz import FINGER_COLORS
 from . import hull as H
 from .geometry import (ANGLE_BONE_NAMES, LAYER_NAMES, NUM_ANGLE_BONES, angle_bone_index,
                        bmc_features, canonical_pose, joint_angles, pose_from_angles)
+from .figures import LAYER_LABELS, bone_label
 from .limits import BMCLimits, LimitsError, apply_edit, save_limits
 
 _ADD_OUTWARD = np.radians(2.0)  # a new vertex sits this far outside its edge's midpoint
+CLICK_MODES = ("select", "move here", "add here")
+SOURCE_COLOR = "rgba(60,60,60,0.45)"    # training (source) angles
+TARGET_COLOR = "rgba(230,110,0,0.65)"   # target-domain angles, when given
 
 
 class HullEditorModel:
@@ -31,14 +35,22 @@ class HullEditorModel:
 
     angles: (N, 15, 2) training angles (radians) shown as the data cloud and used for coverage.
     base_pose: (21, 3) right-hand pose used for the 3D preview (mm or normalised units).
+    target_angles: optional (M, 15, 2) angles of the target domain (e.g. from pseudo-labels or a
+    labelled twin), shown in a second colour with their own coverage.
     """
 
     def __init__(self, limits: BMCLimits, angles: np.ndarray, base_pose: np.ndarray,
-                 path: str | os.PathLike | None = None):
+                 path: str | os.PathLike | None = None, target_angles: np.ndarray | None = None):
         self.limits = limits.copy()
         self.angles = np.asarray(angles, dtype=np.float64)
         if self.angles.ndim != 3 or self.angles.shape[1:] != (NUM_ANGLE_BONES, 2):
             raise ValueError(f"angles must be (N, 15, 2), got {self.angles.shape}")
+        self.target_angles = None
+        if target_angles is not None:
+            t = np.asarray(target_angles, dtype=np.float64)
+            if t.ndim != 3 or t.shape[1:] != (NUM_ANGLE_BONES, 2):
+                raise ValueError(f"target_angles must be (M, 15, 2), got {t.shape}")
+            self.target_angles = t[np.isfinite(t).all(axis=(1, 2))]
         self.base_pose = np.asarray(base_pose, dtype=np.float64)
         self.path = None if path is None else Path(path)
         self.bone = 0
@@ -68,7 +80,26 @@ class HullEditorModel:
 
     @property
     def bone_name(self) -> str:
+        """The hull's key in limits.json (e.g. ``index_dip`` for the bone PIP→DIP)."""
         return ANGLE_BONE_NAMES[self.bone]
+
+    @property
+    def bone_label(self) -> str:
+        """What the user picked, with the JSON key: ``index PIP→DIP (index_dip)``."""
+        return bone_label(self.bone)
+
+    def angle_range(self, margin_deg: float = 15.0, bone: int | None = None) -> np.ndarray:
+        """[[flex_lo, flex_hi], [abd_lo, abd_hi]] in degrees: the training (and target) angles,
+        the hull and the fitted hull of `bone`, widened by `margin_deg` and rounded outward to
+        5°, within [-180, 180]. The sliders and the plot axes use it."""
+        k = self.bone if bone is None else bone
+        pts = [self.angles[:, k], self.limits.hulls[k], self.limits.fitted_hulls[k]]
+        if self.target_angles is not None and len(self.target_angles):
+            pts.append(self.target_angles[:, k])
+        a = np.degrees(np.vstack(pts))
+        a = a[np.isfinite(a).all(axis=1)]
+        lo, hi = a.min(0) - margin_deg, a.max(0) + margin_deg
+        return np.clip(np.stack([np.floor(lo / 5) * 5, np.ceil(hi / 5) * 5], axis=1), -180, 180)
 
     @property
     def dirty(self) -> bool:
@@ -83,6 +114,13 @@ class HullEditorModel:
     def fitted_coverage(self, bone: int | None = None) -> float:
         k = self.bone if bone is None else bone
         return H.coverage(self.angles[:, k], self.limits.fitted_hulls[k])
+
+    def target_coverage(self, bone: int | None = None) -> float | None:
+        """Fraction of the target angles inside the current hull (None without target angles)."""
+        if self.target_angles is None or not len(self.target_angles):
+            return None
+        k = self.bone if bone is None else bone
+        return H.coverage(self.target_angles[:, k], self.limits.hulls[k])
 
     def select_bone(self, finger: int | str, layer: int | str) -> None:
         self.select(angle_bone_index(finger, layer))
@@ -111,7 +149,7 @@ class HullEditorModel:
         try:
             hulls = apply_edit(self.limits.hulls, edit, self.limits.fitted_hulls)
         except ValueError as err:
-            self.message = f"refused {edit['op']} on {self.bone_name}: {err}"
+            self.message = f"refused {edit['op']} on {self.bone_label}: {err}"
             self._changed()
             return False
         self._undo.append(([h.copy() for h in self.limits.hulls], list(self.limits.edits),
@@ -122,7 +160,7 @@ class HullEditorModel:
         n = len(self.hull)
         self.vertex = int(np.clip(select_after(self.hull) if select_after else self.vertex, 0, n - 1))
         dropped = len(self._undo[-1][0][self.bone]) - n + (edit["op"] == "insert")
-        self.message = f"{edit['op']} on {self.bone_name}: ok" + (
+        self.message = f"{edit['op']} on {self.bone_label}: ok" + (
             f" ({dropped} neighbouring vertex(es) became reflex and were dropped)"
             if edit["op"] in ("move", "insert") and dropped > 0 else "")
         self._changed()
@@ -145,6 +183,47 @@ class HullEditorModel:
         at = [float(at[0]), float(at[1])]
         return self._apply({"op": "insert", "at": at},
                            select_after=lambda h: int(np.argmin(np.linalg.norm(h - at, axis=1))))
+
+    def click(self, xy, mode: str = "select", tolerance_deg: float = 6.0) -> bool:
+        """A click on the plot at `xy` = (flexion, abduction) radians, anywhere in the plot area.
+
+        ``select``: select the nearest vertex (within `tolerance_deg`); ``move here``: move the
+        selected vertex to `xy`; ``add here``: insert a vertex at `xy`. A click that changes
+        nothing says why in :attr:`message` and returns False.
+        """
+        xy = np.asarray(xy, dtype=np.float64)
+        where = f"({np.degrees(xy[0]):.1f}°, {np.degrees(xy[1]):.1f}°)"
+        if mode not in CLICK_MODES:
+            raise ValueError(f"click mode {mode!r} not in {CLICK_MODES}")
+        if not np.isfinite(xy).all():
+            self.message = f"click ignored: no angle at {where}"
+            self._changed()
+            return False
+        if mode == "select":
+            i = self.nearest_vertex(xy)
+            dist = np.degrees(np.linalg.norm(self.hull[i] - xy))
+            if dist > tolerance_deg:
+                self.message = (f"click at {where} ignored: no vertex within {tolerance_deg:.0f}° "
+                                f"(nearest: vertex {i}, {dist:.1f}° away); choose click "
+                                "'move here' or 'add here' to edit at an empty point")
+                self._changed()
+                return False
+            self.vertex = i
+            self.message = f"selected vertex {i} by click"
+            self._changed()
+            return True
+        if mode == "move here":
+            if np.degrees(np.abs(self.hull[self.vertex] - xy)).max() < 1e-6:
+                self.message = f"click at {where} ignored: the selected vertex is already there"
+                self._changed()
+                return False
+            return self.move_vertex(xy)
+        if H.coverage(xy[None], self.hull) > 0:
+            self.message = (f"click at {where} ignored: inside the hull, a vertex there would "
+                            "make it non-convex (add outside it, or move a vertex)")
+            self._changed()
+            return False
+        return self.insert_vertex(xy)
 
     def delete_vertex(self) -> bool:
         return self._apply({"op": "delete", "index": self.vertex},
@@ -210,9 +289,12 @@ class HullEditorModel:
         return out
 
     def summary(self) -> str:
-        return (f"{self.bone_name}: {len(self.hull)} vertices, coverage "
+        tc = self.target_coverage()
+        target = "" if tc is None else (f", {100 * tc:.2f}% of {len(self.target_angles)} "
+                                        "target angles")
+        return (f"{self.bone_label}: {len(self.hull)} vertices, coverage "
                 f"{100 * self.coverage():.2f}% of {len(self.angles)} training angles "
-                f"(fitted hull: {100 * self.fitted_coverage():.2f}%), "
+                f"(fitted hull: {100 * self.fitted_coverage():.2f}%){target}, "
                 f"{len(self.limits.edits)} edit(s)")
 
 
@@ -235,14 +317,21 @@ class HullEditor:
 
         lay = W.Layout(width="190px")
         self.finger = W.Dropdown(options=list(sk.FINGER_NAMES), description="finger", layout=lay)
-        self.layer = W.Dropdown(options=list(LAYER_NAMES), description="joint", layout=lay)
+        # the bone by the joints it spans; the value is the joint where its angles are measured
+        self.layer = W.Dropdown(options=list(zip(LAYER_LABELS, LAYER_NAMES)), description="bone",
+                                layout=lay)
         self.vertex = W.Dropdown(options=[], description="vertex", layout=W.Layout(width="270px"))
-        slider = dict(min=-180.0, max=180.0, step=0.5, continuous_update=False, readout_format=".1f",
-                      layout=W.Layout(width="360px"))
-        self.flex = W.FloatSlider(description="flexion°", **slider)
-        self.abd = W.FloatSlider(description="abduction°", **{**slider, "min": -90.0, "max": 90.0})
-        self.click_mode = W.ToggleButtons(options=["select", "move here", "add here"],
-                                          description="click", style={"button_width": "95px"})
+        # sliders over the data's range (set per bone in refresh), 0.5° steps, arrow keys nudge
+        # by one step once the handle has focus; the number boxes show and take the exact value
+        slider = dict(min=-180.0, max=180.0, step=0.5, continuous_update=False, readout=False,
+                      layout=W.Layout(width="300px"))
+        self.flex = W.FloatSlider(**slider)
+        self.abd = W.FloatSlider(**slider)
+        box = dict(min=-180.0, max=180.0, step=0.5, layout=W.Layout(width="190px"))
+        self.flex_box = W.BoundedFloatText(description="flexion°", **box)
+        self.abd_box = W.BoundedFloatText(description="abduction°", **box)
+        self.click_mode = W.ToggleButtons(options=list(CLICK_MODES), description="click",
+                                          style={"button_width": "95px"})
         self.add_btn = W.Button(description="add vertex", icon="plus")
         self.del_btn = W.Button(description="delete vertex", icon="trash")
         self.factor = W.BoundedFloatText(value=1.1, min=0.1, max=10.0, step=0.05,
@@ -257,9 +346,17 @@ class HullEditor:
         self.save_btn = W.Button(description="save", icon="save", button_style="primary")
         self.status = W.HTML()
 
+        rng_t = np.random.default_rng(1)
+        nt = 0 if model.target_angles is None else len(model.target_angles)
+        self._shown_target = (rng_t.choice(nt, size=min(nt, max_points), replace=False)
+                              if nt else np.arange(0))
         self.fig = go.FigureWidget()
-        self.fig.add_scattergl(x=[], y=[], mode="markers", name="training angles",
-                               marker=dict(size=3, color="rgba(80,80,80,0.35)"))
+        # trace order (indices are used by tests): 0 source angles, 1 fitted hull, 2 hull,
+        # 3 selected vertex, 4 target angles, 5 an invisible grid over the axes' range that
+        # catches clicks on empty plot area (plotly reports clicks on points only; the click's
+        # position is that of the nearest grid point)
+        self.fig.add_scattergl(x=[], y=[], mode="markers", name="training angles (source)",
+                               marker=dict(size=5, color=SOURCE_COLOR))
         self.fig.add_scatter(x=[], y=[], mode="lines", name="fitted hull", hoverinfo="skip",
                              line=dict(color="gray", dash="dash"))
         self.fig.add_scatter(x=[], y=[], mode="lines+markers", name="hull", fill="toself",
@@ -268,15 +365,27 @@ class HullEditor:
         self.fig.add_scatter(x=[], y=[], mode="markers", name="selected vertex", hoverinfo="skip",
                              marker=dict(size=15, color="#d62728", symbol="circle-open",
                                          line=dict(width=3)))
-        self.fig.update_layout(height=430, width=560, margin=dict(l=50, r=10, t=40, b=40),
-                               xaxis_title="flexion (deg)", yaxis_title="abduction (deg)",
-                               legend=dict(orientation="h", y=-0.18))
+        self.fig.add_scattergl(x=[], y=[], mode="markers", name="target angles",
+                               visible=bool(nt), showlegend=bool(nt),
+                               marker=dict(size=6, color=TARGET_COLOR, symbol="diamond"))
+        self.fig.add_scattergl(x=[], y=[], mode="markers", name="click grid", hoverinfo="none",
+                               showlegend=False, marker=dict(size=8, color="rgba(0,0,0,0)"))
+        self._trace = {"source": 0, "fitted": 1, "hull": 2, "selected": 3, "target": 4, "grid": 5}
+        # titles left-aligned, the modebar upright at the right edge: it never covers a title
+        self.fig.update_layout(height=450, width=600, margin=dict(l=50, r=40, t=40, b=40),
+                               title=dict(x=0.01, xanchor="left", font=dict(size=14)),
+                               modebar=dict(orientation="v"), hovermode="closest",
+                               xaxis=dict(title="flexion (deg)", autorange=False),
+                               yaxis=dict(title="abduction (deg)", autorange=False),
+                               legend=dict(orientation="h", y=-0.2))
         self.preview = go.FigureWidget()
         for _ in range(5):
             self.preview.add_scatter3d(x=[], y=[], z=[], mode="lines+markers",
                                        marker=dict(size=2), line=dict(width=5), showlegend=False)
-        self.preview.update_layout(height=430, width=380, margin=dict(l=0, r=0, t=40, b=0),
-                                   title="pose at the selected vertex",
+        self.preview.update_layout(height=450, width=380, margin=dict(l=0, r=30, t=40, b=0),
+                                   title=dict(text="pose at the selected vertex", x=0.02,
+                                              xanchor="left", font=dict(size=14)),
+                                   modebar=dict(orientation="v"),
                                    scene=dict(aspectmode="data", xaxis_visible=False,
                                               yaxis_visible=False, zaxis_visible=False,
                                               camera=dict(eye=dict(x=0.2, y=-1.6, z=0.9))))
@@ -284,8 +393,8 @@ class HullEditor:
         self.finger.observe(self._on_bone, "value")
         self.layer.observe(self._on_bone, "value")
         self.vertex.observe(self._on_vertex, "value")
-        self.flex.observe(self._on_slider, "value")
-        self.abd.observe(self._on_slider, "value")
+        for w in (self.flex, self.abd, self.flex_box, self.abd_box):
+            w.observe(self._on_slider, "value")
         self.add_btn.on_click(lambda _: self.model.insert_vertex())
         self.del_btn.on_click(lambda _: self.model.delete_vertex())
         self.scale_btn.on_click(lambda _: self.model.scale(self.factor.value))
@@ -295,17 +404,19 @@ class HullEditor:
         self.reset_btn.on_click(lambda _: self.model.reset_bone())
         self.reset_all_btn.on_click(lambda _: self.model.reset_all())
         self.save_btn.on_click(lambda _: self._save())
-        for tr in (self.fig.data[0], self.fig.data[2]):
-            tr.on_click(self._on_plot_click)
+        for name in ("grid", "source", "target", "hull"):
+            self.fig.data[self._trace[name]].on_click(self._on_plot_click)
         model.on_change(lambda _m: self.refresh())
         # stable hooks for browser tests and custom CSS
         self.fig.add_class("bmc-hull-plot")
         self.preview.add_class("bmc-hand-preview")
         self.status.add_class("bmc-editor-status")
+        self.flex.add_class("bmc-flex-slider")
+        self.abd.add_class("bmc-abd-slider")
 
         self.widget = W.VBox([
             W.HBox([self.finger, self.layer, self.vertex]),
-            W.HBox([self.flex, self.abd]),
+            W.HBox([self.flex_box, self.flex, self.abd_box, self.abd]),
             self.click_mode,
             W.HBox([self.add_btn, self.del_btn, self.undo_btn, self.reset_btn,
                     self.reset_all_btn, self.save_btn]),
@@ -331,25 +442,21 @@ class HullEditor:
         # (the sliders show 0.5° steps)
         to = self.model.hull[self.model.vertex].copy()
         owner = getattr(change, "owner", None) if not isinstance(change, dict) else change.get("owner")
-        if owner is not self.abd:
-            to[0] = np.radians(self.flex.value)
-        if owner is not self.flex:
-            to[1] = np.radians(self.abd.value)
+        flex = self.flex_box.value if owner is self.flex_box else self.flex.value
+        abd = self.abd_box.value if owner is self.abd_box else self.abd.value
+        if owner not in (self.abd, self.abd_box):
+            to[0] = np.radians(flex)
+        if owner not in (self.flex, self.flex_box):
+            to[1] = np.radians(abd)
         if np.allclose(to, self.model.hull[self.model.vertex], atol=1e-12):
             return
         self.model.move_vertex(to)
 
     def _on_plot_click(self, trace, points, _state=None) -> None:
+        """plotly calls this once per registered trace; only the clicked one has points."""
         if not points.point_inds:
             return
-        xy = np.radians([points.xs[0], points.ys[0]])
-        mode = self.click_mode.value
-        if mode == "select":
-            self.model.select_vertex(self.model.nearest_vertex(xy))
-        elif mode == "move here":
-            self.model.move_vertex(xy)
-        else:
-            self.model.insert_vertex(xy)
+        self.model.click(np.radians([points.xs[0], points.ys[0]]), self.click_mode.value)
 
     def _save(self) -> None:
         try:
@@ -358,6 +465,16 @@ class HullEditor:
             pass  # the model put the reason into its message, shown in the status line
 
     # ------------------------------------------------------------------ redraw
+    _grid_range: tuple | None = None
+
+    @staticmethod
+    def _grid(x0: float, x1: float, y0: float, y1: float, n: int = 160):
+        """Points of the click grid: about `n` columns/rows, steps multiples of 0.5°."""
+        sx = max(0.5, np.round((x1 - x0) / n * 2) / 2)
+        sy = max(0.5, np.round((y1 - y0) / n * 2) / 2)
+        gx, gy = np.meshgrid(np.arange(x0, x1 + 1e-9, sx), np.arange(y0, y1 + 1e-9, sy))
+        return gx.ravel(), gy.ravel()
+
     def refresh(self) -> None:
         m = self.model
         deg = np.degrees
@@ -366,6 +483,8 @@ class HullEditor:
         fitted = np.vstack([m.fitted_hull, m.fitted_hull[:1]])
         cloud = m.angles[self._shown, m.bone]
         finger, layer = divmod(m.bone, 3)
+        (x0, x1), (y0, y1) = m.angle_range()
+        T = self._trace
         self._syncing = True
         try:
             self.finger.value = sk.FINGER_NAMES[finger]
@@ -373,15 +492,39 @@ class HullEditor:
             self.vertex.options = [(f"{i}: ({deg(v[0]):.1f}°, {deg(v[1]):.1f}°)", i)
                                    for i, v in enumerate(hull)]
             self.vertex.value = m.vertex
-            self.flex.value = float(np.round(deg(hull[m.vertex, 0]), 1))
-            self.abd.value = float(np.round(deg(hull[m.vertex, 1]), 1))
+            v = deg(hull[m.vertex])
+            # the boxes take any angle (-180..180): typing may go beyond the slider's range
+            for w, lo, hi, val in ((self.flex, x0, x1, v[0]), (self.abd, y0, y1, v[1])):
+                lo, hi = min(lo, val), max(hi, val)
+                if (w.min, w.max) != (lo, hi):   # order matters: never min > max on the way
+                    w.max = max(hi, w.min)
+                    w.min, w.max = lo, hi
+                w.value = float(np.round(val * 2) / 2)
+            self.flex_box.value = float(np.round(v[0], 2))
+            self.abd_box.value = float(np.round(v[1], 2))
             with self.fig.batch_update():
-                self.fig.data[0].x, self.fig.data[0].y = deg(cloud[:, 0]), deg(cloud[:, 1])
-                self.fig.data[1].x, self.fig.data[1].y = deg(fitted[:, 0]), deg(fitted[:, 1])
-                self.fig.data[2].x, self.fig.data[2].y = deg(closed[:, 0]), deg(closed[:, 1])
-                self.fig.data[3].x = [deg(hull[m.vertex, 0])]
-                self.fig.data[3].y = [deg(hull[m.vertex, 1])]
-                self.fig.layout.title = f"{m.bone_name}: coverage {100 * m.coverage():.2f}%"
+                if self._grid_range != (x0, x1, y0, y1):
+                    gx, gy = self._grid(x0, x1, y0, y1)
+                    self.fig.data[T["grid"]].x, self.fig.data[T["grid"]].y = gx, gy
+                    self._grid_range = (x0, x1, y0, y1)
+                    self.fig.layout.xaxis.range = [x0, x1]
+                    self.fig.layout.yaxis.range = [y0, y1]
+                self.fig.data[T["source"]].x = deg(cloud[:, 0])
+                self.fig.data[T["source"]].y = deg(cloud[:, 1])
+                if m.target_angles is not None and len(self._shown_target):
+                    tgt = m.target_angles[self._shown_target, m.bone]
+                    self.fig.data[T["target"]].x = deg(tgt[:, 0])
+                    self.fig.data[T["target"]].y = deg(tgt[:, 1])
+                self.fig.data[T["fitted"]].x = deg(fitted[:, 0])
+                self.fig.data[T["fitted"]].y = deg(fitted[:, 1])
+                self.fig.data[T["hull"]].x = deg(closed[:, 0])
+                self.fig.data[T["hull"]].y = deg(closed[:, 1])
+                self.fig.data[T["selected"]].x = [v[0]]
+                self.fig.data[T["selected"]].y = [v[1]]
+                tc = m.target_coverage()
+                self.fig.layout.title.text = (
+                    f"{m.bone_label}: coverage {100 * m.coverage():.1f}%"
+                    + ("" if tc is None else f", target {100 * tc:.1f}%"))
             pose = m.preview_pose()
             p = pose - pose[0]
             with self.preview.batch_update():

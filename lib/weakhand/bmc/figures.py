@@ -9,10 +9,23 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import skeleton as sk
-from .geometry import ANGLE_BONE_NAMES, LAYER_NAMES, PAIR_NAMES
+from .geometry import ANGLE_BONE_NAMES, PAIR_NAMES
 from .limits import BMCLimits
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+
+# One vocabulary for the 15 angle hulls (editor dropdown, titles, messages, these figures): the
+# bone by the joints it spans, e.g. "index PIP→DIP" -- its angles are measured at its first joint
+# (the editor's "bone" dropdown value "pip") and limits.json keys its hull by the joint it ends
+# at ("index_dip", ANGLE_BONE_NAMES), which every label below also names.
+_JOINT_LABELS = ("MCP", "PIP", "DIP", "tip")
+LAYER_LABELS = tuple(f"{a}→{b}" for a, b in zip(_JOINT_LABELS[:-1], _JOINT_LABELS[1:]))
+BONE_LABELS = tuple(f"{sk.FINGER_NAMES[k // 3]} {LAYER_LABELS[k % 3]}" for k in range(15))
+
+
+def bone_label(k: int, key: bool = True) -> str:
+    """'index PIP→DIP (index_dip)': hull `k` by its bone, with its limits.json key."""
+    return f"{BONE_LABELS[k]} ({ANGLE_BONE_NAMES[k]})" if key else BONE_LABELS[k]
 
 
 def _sample(a: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -61,7 +74,7 @@ def angle_hulls(angles: Mapping[str, np.ndarray], limits: BMCLimits, max_points:
     (``angles``: name → (N, 15, 2) radians) with the current hull (solid) and, where edited,
     the fitted hull (dashed)."""
     fig = make_subplots(rows=5, cols=3, horizontal_spacing=0.06, vertical_spacing=0.04,
-                        subplot_titles=ANGLE_BONE_NAMES)
+                        subplot_titles=[bone_label(k) for k in range(15)])
     deg = np.degrees
     for k in range(15):
         r, c = k // 3 + 1, k % 3 + 1
@@ -69,8 +82,8 @@ def angle_hulls(angles: Mapping[str, np.ndarray], limits: BMCLimits, max_points:
             v = deg(_sample(np.asarray(a)[:, k], max_points, seed=k))
             fig.add_trace(go.Scattergl(x=v[:, 0], y=v[:, 1], mode="markers", name=name,
                                        legendgroup=name, showlegend=k == 0,
-                                       marker=dict(size=2, color=COLORS[d % len(COLORS)],
-                                                   opacity=0.4)), row=r, col=c)
+                                       marker=dict(size=4, color=COLORS[d % len(COLORS)],
+                                                   opacity=0.5)), row=r, col=c)
         for hull, dash, nm in ((limits.hulls[k], "solid", "hull"),
                                (limits.fitted_hulls[k], "dash", "fitted hull")):
             if dash == "dash" and np.array_equal(limits.hulls[k], limits.fitted_hulls[k]):
@@ -80,8 +93,8 @@ def angle_hulls(angles: Mapping[str, np.ndarray], limits: BMCLimits, max_points:
                                      legendgroup=nm, showlegend=k == 0 and dash == "solid",
                                      line=dict(color="black", width=1.5, dash=dash)),
                           row=r, col=c)
-    for c, layer in enumerate(LAYER_NAMES):
-        fig.update_xaxes(title_text=f"flexion at {layer} (deg)", row=5, col=c + 1)
+    for c, layer in enumerate(LAYER_LABELS):
+        fig.update_xaxes(title_text=f"flexion of {layer} (deg)", row=5, col=c + 1)
     for r in range(5):
         fig.update_yaxes(title_text="abd (deg)", row=r + 1, col=1)
     fig.update_layout(height=1300, title=title, margin=dict(l=50, r=10, t=70, b=40))

@@ -1,9 +1,11 @@
 """A self-contained HTML report: headings, paragraphs, tables and plotly figures in one file
-(plotly.js embedded once), written atomically."""
+(plotly.js embedded once), written atomically. A report of a run of the smoke profile opens with
+a banner saying its numbers are not meaningful."""
 from __future__ import annotations
 
 import datetime as _dt
 import html
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +21,40 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0 1.2em; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 .note { color: #555; font-size: 0.9em; } .meta { color: #777; font-size: 0.8em; }
+.banner { background: #fff3cd; border: 2px solid #d9822b; color: #7a3d00; padding: 0.8em 1.1em;
+          margin: 0 0 1.2em; border-radius: 4px; font-size: 1.05em; }
+.banner strong { font-size: 1.15em; }
 """
+
+# profile -> (headline, explanation) of the banner at the top of its reports
+PROFILE_BANNERS: dict[str, tuple[str, str]] = {
+    "smoke": ("smoke profile: numbers are not meaningful",
+              "This run used the smoke profile (tiny datasets, a few training steps), which "
+              "checks that every stage runs end to end. Its errors, gaps closed and verdicts say "
+              "nothing about the methods: use the cpu or gpu profile for results."),
+}
+
+
+def run_profile(run_dir: str | os.PathLike) -> str | None:
+    """The profile a run folder was made with: its run.json (the runner's record), else the
+    `config.profile` of its newest metrics/*.json (notebooks record their config), else None."""
+    run_dir = Path(run_dir)
+    try:
+        prof = json.loads((run_dir / "run.json").read_text()).get("profile")
+        if prof:
+            return str(prof)
+    except (OSError, ValueError, AttributeError):
+        pass
+    metrics = sorted((run_dir / "metrics").glob("*.json"), key=lambda p: p.stat().st_mtime,
+                     reverse=True) if (run_dir / "metrics").is_dir() else []
+    for m in metrics:
+        try:
+            prof = json.loads(m.read_text()).get("config", {}).get("profile")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if prof:
+            return str(prof)
+    return None
 
 
 class Report:
@@ -28,8 +63,10 @@ class Report:
     >>> r = Report("Evaluation"); r.heading("Results"); r.text("..."); r.table(rows); r.figure(fig)
     """
 
-    def __init__(self, title: str, subtitle: str = ""):
-        self.title, self.subtitle = title, subtitle
+    def __init__(self, title: str, subtitle: str = "", profile: str | None = None):
+        """`profile`: the run's profile (a banner for the smoke profile); None: found by
+        :meth:`write` from the run folder the report is written into (see :func:`run_profile`)."""
+        self.title, self.subtitle, self.profile = title, subtitle, profile
         self.blocks: list[tuple[str, Any]] = []
 
     def heading(self, text: str) -> "Report":
@@ -50,7 +87,12 @@ class Report:
 
     def render(self) -> str:
         parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                 f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+                 f"<style>{_CSS}</style></head><body>"]
+        if self.profile in PROFILE_BANNERS:
+            head, why = PROFILE_BANNERS[self.profile]
+            parts.append(f"<div class='banner' role='alert'><strong>{html.escape(head)}</strong>"
+                         f"<br>{html.escape(why)}</div>")
+        parts.append(f"<h1>{html.escape(self.title)}</h1>")
         if self.subtitle:
             parts.append(f"<p class='meta'>{html.escape(self.subtitle)}</p>")
         js_done = False
@@ -74,6 +116,8 @@ class Report:
     def write(self, path: str | os.PathLike) -> Path:
         """Render and write atomically; returns the path."""
         path = Path(path)
+        if self.profile is None:
+            self.profile = run_profile(path.parent)
         atomic_write_text(path, self.render())
         return path
 
