@@ -87,8 +87,10 @@ def skeleton_comparison(scores: Scores, images: Sequence[int], variants: Sequenc
             if v in by_variant:
                 s = by_variant[v][seed if seed in by_variant[v] else min(by_variant[v])]
                 kps.append(s["pred3d"][i]); names.append(f"#{int(s['index'][i])} {v}")
-    fig = viz.skeletons_3d(kps, names=names, title=f"{FAMILY_LABELS[family]}: true, then "
-                           + ", ".join(variants) + " (drag to rotate: a novel view shows depth errors)")
+    shown = [v for v in variants if v in by_variant]
+    fig = viz.skeletons_3d(kps, names=names, ncols=1 + len(shown),  # one row per test image
+                           title=f"{FAMILY_LABELS[family]}: true, then " + ", ".join(shown)
+                           + " (drag to rotate: a novel view shows depth errors)")
     return fig
 
 
