@@ -263,3 +263,28 @@ def test_build_stage3_wires_variants_from_checkpoints(tmp_path):
     assert set(models) == {"pose", "reg"} and [g["lr"] for g in opt.param_groups] == [1e-3, 1e-4]
     with pytest.raises(ValueError, match="variant"):
         build_stage3("3d", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)
+
+
+def test_hand_only_regularizer_ignores_background_pixels():
+    """2d_depth_hand: the L1 is taken over hand pixels only, so an error confined to the
+    background changes the faithful term but not the hand-only one."""
+    from weakhand.weak_signals import RegularizerSignal
+
+    batch, kp3d = _depth_batch()
+    batch["has_3d"] = torch.zeros(4, dtype=torch.bool)
+    zn = torch.as_tensor(root_relative_depth(kp3d), dtype=torch.float32)
+    prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
+
+    class Painter(torch.nn.Module):                       # a fixed map: 1 on the background, 0.5 on the hand
+        def forward(self, joints):
+            m = torch.full((joints.shape[0], 1, 16, 16), 1.0)
+            m[:, :, 3:13, 3:13] = 0.5
+            return m
+
+    full = RegularizerSignal(Painter(), 16, prior)
+    hand = RegularizerSignal(Painter(), 16, prior, hand_only=True)
+    f, h = float(full(batch, zn)["loss"]), float(hand(batch, zn)["loss"])
+    batch2 = {k: v.clone() for k, v in batch.items()}
+    batch2["depth"][:, :, :2, :2] = 0.0                  # nothing changes on the hand pixels
+    assert float(hand(batch2, zn)["loss"]) == h
+    assert f > 2 * h > 0      # the background error (1 on ~60 % of the pixels) inflates the paper's L1

@@ -148,7 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="run name: folder runs/<name> (default: <profile>_ablation)")
     parser.add_argument("--profile", default="auto", help="smoke, cpu, gpu or auto (default: auto)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--seeds", default="0", help="stage-3 seeds: comma list or range, e.g. 0,1,2 or 0-4 (default: 0)")
+    parser.add_argument("--seeds", default="0,1,2", help="stage-3 seeds: comma list or range, e.g. 0,1,2 or 0-4 (default: 0,1,2, the fewest that give a seed spread worth comparing against)")
     parser.add_argument("--skip-shared", action="store_true",
                         help="skip notebooks 00-40 whose outputs already exist in the run folder")
     parser.add_argument("--nproc", type=int, default=1, help="processes per training (torchrun; default 1)")

@@ -157,8 +157,9 @@ def depth_map_targets(batch: dict, out_size: int) -> dict:
     size = (out_size, out_size)
     dn_s = torch.nn.functional.interpolate(dn[:, None], size=size, mode="area")
     valid_s = torch.nn.functional.interpolate(valid[:, None], size=size, mode="area") > 0.999
+    hand_s = torch.nn.functional.interpolate(mask[:, None], size=size, mode="area")
     return {"map": dn_s, "pixel_valid": valid_s, "d_max": d_max, "d_range": d_range,
-            "enough": n_hand >= MIN_HAND_PIXELS}
+            "enough": n_hand >= MIN_HAND_PIXELS, "hand": hand_s}
 
 
 def regularizer_input_from_3d(kp2d: torch.Tensor, z_mm: torch.Tensor, d_max: torch.Tensor,
@@ -274,6 +275,7 @@ def weak_anchor(batch: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor, t
 VARIANTS = {
     "2d": "target 2D only (heatmaps on both domains, depth regression on the source)",
     "2d_depth": "target 2D + depth regulariser (Cai et al.: labelled 2D in, gradient to the depth head only)",
+    "2d_depth_hand": "target 2D + depth regulariser, L1 on the hand pixels only (ours)",
     "2d_bmc": "target 2D + biomechanical constraints (Spurr et al.'s terms alone)",
     "2d_bmc_pinned": "target 2D + BMC + drift guard on the mean target depth (ours)",
     "2d_depth_bmc": "target 2D + depth regulariser + BMC + drift guard",
@@ -285,7 +287,8 @@ VARIANTS = {
 #: the weak signals (weakhand.weak_signals) each variant adds on target samples
 VARIANT_SIGNALS = {
     "2d": (), "2d_teacher": (), "full3d": (),
-    "2d_depth": ("regularizer",), "2d_bmc": ("bmc",), "2d_bmc_pinned": ("bmc", "drift"),
+    "2d_depth": ("regularizer",), "2d_depth_hand": ("regularizer",),
+    "2d_bmc": ("bmc",), "2d_bmc_pinned": ("bmc", "drift"),
     "2d_depth_bmc": ("regularizer", "bmc", "drift"), "2d_direct": ("direct",),
     "2d_direct_bmc": ("direct", "bmc", "drift"),
 }
@@ -384,7 +387,8 @@ def weak_signals_for(variant: str, opts: Stage3Options, *, regularizer=None, reg
     out = {}
     if "regularizer" in need:
         out["depth_map"] = (opts.reg_weight, ws.RegularizerSignal(
-            regularizer, reg_size, prior, opts.reg_input_2d, opts.uv_grad, weak_only=True))
+            regularizer, reg_size, prior, opts.reg_input_2d, opts.uv_grad, weak_only=True,
+            hand_only=variant == "2d_depth_hand"))
     if "bmc" in need:
         out["bmc"] = (1.0, ws.BMCSignal(limits, bmc_weights or BMCWeights(
             opts.bmc_weight, opts.bmc_weight, opts.bmc_weight), opts.bmc_lift, opts.uv_grad, opts.bmc_root))

@@ -77,14 +77,18 @@ class RegularizerSignal:
     `prior`: {"skin_offset_mm", "s_mm"} (:func:`weakhand.cai.depth_anchor_prior`) turns zn into
     absolute depth: Z_root = sensor depth at the labelled wrist + skin offset, s = source mean.
     input_2d="label": the regulariser sees the labelled (u, v) (the paper: its gradient then
-    reaches only the depth); "pred": the predicted (u, v) (detached unless `uv_grad`)."""
+    reaches only the depth); "pred": the predicted (u, v) (detached unless `uv_grad`).
+    hand_only (ours): the L1 over the hand pixels only; the paper's L1 averages over the whole
+    map, where the background (target 0) outnumbers the hand and dilutes the depth signal."""
 
     def __init__(self, regularizer: torch.nn.Module, reg_size: int, prior: dict,
-                 input_2d: str = "label", uv_grad: bool = False, weak_only: bool = False):
+                 input_2d: str = "label", uv_grad: bool = False, weak_only: bool = False,
+                 hand_only: bool = False):
         if input_2d not in REG_INPUTS_2D:
             raise ValueError(f"input_2d must be one of {REG_INPUTS_2D}, got {input_2d!r}")
         self.reg, self.size, self.prior = regularizer, reg_size, prior
         self.input_2d, self.uv_grad, self.weak_only = input_2d, uv_grad, weak_only
+        self.hand_only = hand_only
 
     def __call__(self, batch: dict, zn: torch.Tensor, uv_pred: torch.Tensor | None = None) -> dict:
         from .cai import depth_map_targets, regularizer_input_from_3d, weak_anchor
@@ -104,8 +108,10 @@ class RegularizerSignal:
         if not valid.any():
             return {"loss": zn.sum() * 0.0, "n": 0}
         pred = self.reg(inp[valid])
-        loss = depth_map_loss(pred, tgt["map"][valid], torch.ones_like(valid[valid]),
-                              tgt["pixel_valid"][valid])
+        pix = tgt["pixel_valid"][valid]
+        if self.hand_only:  # the paper's L1 averages over the crop, mostly background
+            pix = pix & (tgt["hand"][valid] > 0.5)
+        loss = depth_map_loss(pred, tgt["map"][valid], torch.ones_like(valid[valid]), pix)
         return {"loss": loss, "n": int(valid.sum())}
 
 

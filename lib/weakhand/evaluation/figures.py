@@ -14,8 +14,10 @@ from .. import skeleton as sk
 from .. import viz
 from .variants import FAMILY_LABELS, ROW_LABELS
 
-VARIANT_COLORS = {"source": "#7f7f7f", "2d": "#1f77b4", "2d_depth": "#ff7f0e", "2d_bmc": "#9467bd",
-                  "2d_depth_bmc": "#d62728", "2d_teacher": "#17becf", "full3d": "#2ca02c"}
+VARIANT_COLORS = {"constant": "#000000", "source": "#7f7f7f", "2d": "#1f77b4", "2d_depth": "#ff7f0e", "2d_depth_hand": "#ffbb78",
+                  "2d_bmc": "#9467bd", "2d_bmc_pinned": "#c5b0d5", "2d_depth_bmc": "#d62728",
+                  "2d_direct": "#8c564b", "2d_direct_bmc": "#e377c2", "2d_teacher": "#17becf",
+                  "full3d": "#2ca02c"}
 FAMILY_DASH = {"cai": "solid", "pose25d": "dash"}
 
 Scores = Mapping[str, Mapping[str, Mapping[int, Mapping[str, Any]]]]  # family/variant/seed

@@ -40,7 +40,7 @@ TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
 #: the metrics whose (target 2D -> full 3D) gap closure is reported
 GAP_METRICS = ("z_err_mm", "epe_mm")
 #: weak variants whose gap closure is reported (the references are "2d" and "full3d")
-WEAK_VARIANTS = ("2d_depth", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc", "2d_direct", "2d_direct_bmc",
+WEAK_VARIANTS = ("2d_depth", "2d_depth_hand", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc", "2d_direct", "2d_direct_bmc",
                  "2d_teacher")
 
 # The papers' own numbers, as a reference on *different data* (not a target for ours).

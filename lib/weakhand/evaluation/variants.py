@@ -22,13 +22,14 @@ from ..train.checkpoint import CheckpointError, checkpoint_info, load_checkpoint
 FAMILIES = ("cai", "pose25d")
 FAMILY_LABELS = {"cai": "Cai (GT root)", "pose25d": "2.5D"}
 #: table order: the ablation ladder from source-only to the full-3D upper bound
-ROW_ORDER = ("constant", "source", "2d", "2d_depth", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc",
+ROW_ORDER = ("constant", "source", "2d", "2d_depth", "2d_depth_hand", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc",
              "2d_direct", "2d_direct_bmc", "2d_teacher", "full3d")
 ROW_LABELS = {
     "constant": "constant pose (source mean hand: learned nothing)",
     "source": "source only",
     "2d": "+ target 2D",
     "2d_depth": "+ target 2D + depth regularizer (Cai et al.)",
+    "2d_depth_hand": "+ target 2D + depth regularizer, hand pixels only",
     "2d_bmc": "+ target 2D + BMC (Spurr et al.)",
     "2d_bmc_pinned": "+ target 2D + BMC + drift guard",
     "2d_depth_bmc": "+ target 2D + depth reg. + BMC + drift guard",
