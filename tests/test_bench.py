@@ -196,13 +196,10 @@ def _reference_geometry(ds, index):
         P = _flip_matrix(w)
     K1 = ds._resize @ K
     A = _IDENTITY
-    if ds.augment is not None:
-        H_rot = np.asarray(camera.homography_rotate_about_axis(K1, p["theta"]))
-        S = np.asarray(camera.scale_about_center(p["scale"], ((ow - 1) / 2.0, (oh - 1) / 2.0),
-                                                 p["shift"]))
-        A = S @ H_rot
-        X = X @ np.asarray(camera.rotation_z(p["theta"])).T
-        K1 = S @ K1
+    if ds.augment is not None:  # a pixel similarity about the output centre; kp3d unchanged
+        A = camera.similarity_about_center(p["scale"], p["theta"], ((ow - 1) / 2.0, (oh - 1) / 2.0),
+                                           p["shift"])
+        K1 = A @ K1
     label_map = A @ ds._resize
     uv_lab = np.asarray(camera.apply_homography(label_map, uv))
     uv_3d = np.asarray(camera.project(K1, X))

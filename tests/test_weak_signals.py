@@ -161,3 +161,17 @@ def test_bmc_signal_with_drift_guard_does_not_tilt_the_hand(tmp_path):
     bias = float(((zf - zn_true) * s[:, None]).mean())
     assert abs(bias) < 10.0, bias
     assert rows[0]["z_after_mm"] < rows[0]["z_before_mm"] + 5.0
+
+
+def test_oracle_shifted_start_exposes_an_offset_blind_signal():
+    """The direct signal solves each sample's depth offset away, so with the wrist unobserved it
+    cannot pull a hand whose fingers all sit one scale bone too far back toward the truth; the
+    'shifted' start shows that null space (a network trained on it alone can drift)."""
+    kp = _hands(8, seed=4)
+    batch = _weak_batch(kp, occlude=(0,))                 # the wrist is not observed
+    rows = oracle.oracle_table({"direct": ws.DirectDepthSignal(_prior(kp))}, batch, noise_mm=10.0,
+                               starts=("shifted",), steps=150)
+    r = rows[0]
+    assert r["z_before_mm"] > 15                       # one scale bone (~19 mm here)
+    assert r["z_after_mm"] > 0.9 * r["z_before_mm"]      # ... and it stays: the signal is blind to it
+    assert r["loss_after"] < 1e-3                         # while the signal itself is satisfied

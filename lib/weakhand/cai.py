@@ -277,7 +277,7 @@ VARIANTS = {
     "2d_depth": "target 2D + depth regulariser (Cai et al.: labelled 2D in, gradient to the depth head only)",
     "2d_depth_hand": "target 2D + depth regulariser, L1 on the hand pixels only (ours)",
     "2d_bmc": "target 2D + biomechanical constraints (Spurr et al.'s terms alone)",
-    "2d_bmc_pinned": "target 2D + BMC + drift guard on the mean target depth (ours)",
+    "2d_bmc_pinned": "target 2D + BMC + drift guard: target mean depth held at the source's (ours)",
     "2d_depth_bmc": "target 2D + depth regulariser + BMC + drift guard",
     "2d_direct": "target 2D + direct depth: zn toward the sensor depth at labelled visible joints (ours)",
     "2d_direct_bmc": "target 2D + direct depth + BMC + drift guard (ours)",
@@ -316,7 +316,7 @@ class Stage3Options:
     bmc_weight: float = 0.05
     bmc_lift: str = "label"
     bmc_root: float | None = None
-    drift_weight: float = 1.0
+    drift_weight: float = 0.1
     direct_weight: float = 1.0
 
     def __post_init__(self):
@@ -370,7 +370,7 @@ def check_signal_inputs(variant: str, *, regularizer=True, limits=None, direct_p
         producers = {"regularizer": "the stage-2 regulariser (30_train_stage2_depth_regularizer)",
                      "bmc": "BMC limits (bmc/limits.json from 10_fit_bmc_limits)",
                      "direct": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
-                     "drift": "the stage-1 mean target depth (weak_signals.mean_zn)"}
+                     "drift": "the drift guard's mean depth profile (baselines.fit_constant_pose(...).zn)"}
         raise ValueError(f"variant {variant!r} needs " + "; ".join(producers[m] for m in missing))
 
 

@@ -14,8 +14,10 @@ with ``mirror_left=True``); only its weak labels are read (``kp2d``, ``vis``, ``
 * :class:`DirectDepthSignal` — ours: smooth-L1 between zn and the sensor depth read at the
   labelled 2D of visible joints plus a per-joint skin offset measured on the source, up to a
   per-sample depth offset solved in closed form.
-* :class:`DriftGuard` — ours: pins the batch mean of zn over weak samples to the stage-1 model's
-  mean on the target training split (BMC constrains |dz| but not the sign of a global tilt).
+* :class:`DriftGuard` — ours: pins the batch mean of zn over weak samples to a mean depth profile
+  μ (the workbook uses the source's, i.e. the constant pose's): BMC constrains |dz| but not the
+  sign of a global tilt. Anchoring μ at a biased model's mean instead pulls correct hands away
+  from the truth (the oracle descent shows it).
 """
 from __future__ import annotations
 
@@ -235,8 +237,9 @@ class DirectDepthSignal:
 # ----------------------------------------------------------------------------- drift guard
 
 class DriftGuard:
-    """‖mean over weak samples of zn − μ‖² (scale-bone units²), μ (21,) the stage-1 model's mean
-    zn on the target training split: pins the global depth tilt BMC cannot see."""
+    """‖mean over weak samples of zn − μ‖² (scale-bone units²), μ (21,) a mean depth profile
+    (e.g. :attr:`weakhand.baselines.ConstantPose.zn`, the source's): pins the global depth tilt
+    BMC cannot see, assuming the target's mean profile is μ."""
 
     def __init__(self, mu):
         self.mu = torch.as_tensor(np.asarray(mu, dtype=np.float32))
@@ -251,7 +254,7 @@ class DriftGuard:
 
 @torch.no_grad()
 def mean_zn(model: torch.nn.Module, loader, device: str, max_batches: int = 50) -> list:
-    """Mean predicted zn (21,) of `model` over a loader (the drift guard's μ)."""
+    """Mean predicted zn (21,) of `model` over a loader (e.g. to compare with the guard's μ)."""
     model.eval()
     acc = []
     for i, batch in enumerate(loader):

@@ -6,8 +6,10 @@ joint depths, starting near the truth, and see whether it moves toward the truth
 * take labelled target samples (the sensor test split), hide their 3D labels (``has_3d`` False,
   ``kp3d`` NaN: the signal sees what a weak sample carries: 2D labels, visibility, depth map, K);
 * start from the true root-relative depth zn plus Gaussian noise at the base model's measured
-  z error (σ = z_err / √(2/π), so the expected |dz| equals it), or from a flat hand (zn = 0) or
-  the depth-mirrored hand (zn → −zn);
+  z error (σ = z_err / √(2/π), so the expected |dz| equals it), or from a flat hand (zn = 0), the
+  depth-mirrored hand (zn → −zn), or the true hand with every joint but the root moved one scale
+  bone away from the camera ("shifted": a signal blind to that global offset leaves it, and a
+  network trained on it alone is free to drift there);
 * minimise the signal over zn alone (2D fixed at the labels; Adam; the root stays 0);
 * report the mean |Z − Z_true| in mm over visible non-root joints, with the GT scale, before and
   after. A signal whose descent *raises* the error from near the truth has no useful minimum
@@ -24,7 +26,7 @@ import torch
 from .. import skeleton as sk
 from ..models import root_relative_depth
 
-STARTS = ("noisy", "flat", "mirrored")
+STARTS = ("noisy", "flat", "mirrored", "shifted")
 Signal = Callable[..., dict]
 
 
@@ -47,7 +49,8 @@ def z_error_mm(zn: torch.Tensor, zn_true: torch.Tensor, s_mm: torch.Tensor, vis:
 
 def start_zn(zn_true: torch.Tensor, s_mm: torch.Tensor, start: str, noise_mm: float,
              generator: torch.Generator) -> torch.Tensor:
-    """(B, 21) starting zn: noisy (truth + N(0, σ²) mm, σ = noise_mm/√(2/π)), flat, mirrored."""
+    """(B, 21) starting zn: noisy (truth + N(0, σ²) mm, σ = noise_mm/√(2/π)), flat, mirrored,
+    shifted (truth + 1 scale bone on every non-root joint)."""
     if start == "noisy":
         sigma = noise_mm / math.sqrt(2 / math.pi)
         eps = torch.randn(zn_true.shape, generator=generator, dtype=zn_true.dtype) * sigma
@@ -56,6 +59,8 @@ def start_zn(zn_true: torch.Tensor, s_mm: torch.Tensor, start: str, noise_mm: fl
         z = torch.zeros_like(zn_true)
     elif start == "mirrored":
         z = -zn_true
+    elif start == "shifted":
+        z = zn_true + 1.0
     else:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     z = z.clone()
