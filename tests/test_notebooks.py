@@ -7,7 +7,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from weakhand import profiles, runner
+from weakhand import cai, profiles, runner
 from weakhand.data import load_dataset
 from weakhand.synth.dataset import DEFAULT_SPLITS
 
@@ -75,11 +75,11 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     pseudo = np.load(run / "teacher" / "pseudo_sensor_train.npz")
     assert pseudo["kp3d"].shape == (smoke["n_sensor_train"], 21, 3)
     assert np.isfinite(pseudo["kp3d"]).all() and ((pseudo["conf"] >= 0) & (pseudo["conf"] <= 1)).all()
-    for variant in ("2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher", "full3d"):
+    for variant in cai.VARIANTS:
         m = json.loads((run / "metrics" / f"50_stage3_{variant}.json").read_text())
         r = m["results"]["sensor test"]
         assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "auc_20_50", "z_bias_mm")), variant
-        assert (m["bmc"] is not None) == variant.endswith("bmc")
+        assert (m["bmc"] is not None) == (variant in cai.USES_BMC)
     # 60: the 2.5D family, source stage and its weak variants, with known and recovered roots
     s1 = json.loads((run / "metrics" / "60_pose25d_stage1.json").read_text())["results"]
     assert set(s1) == {"render test", "sensor test"}
@@ -91,13 +91,16 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     # 70: the results table has every variant of both families with finite numbers, the report exists
     res70 = json.loads((run / "metrics" / "70_results.json").read_text())
     rows = {(r["family"], r["variant"]) for r in res70["rows"]}
-    assert rows == {("cai", v) for v in ("source", "2d", "2d_depth", "2d_bmc", "2d_depth_bmc", "2d_teacher",
-                                        "full3d")} | {("pose25d", v) for v in ("source", "2d", "2d_bmc", "full3d")}
+    assert rows == ({("cai", v) for v in ("constant", "source", *cai.VARIANTS)}
+                    | {("pose25d", v) for v in ("constant", "source", "2d", "2d_bmc", "full3d")})
     for r in res70["rows"]:
         assert all(np.isfinite(r[f"{k}_mean"]) for k in ("px_2d_mean", "z_err_mm", "epe_mm", "auc_0_50",
                                                           "auc_20_50", "pa_epe_mm", "bmc_violation_items")), r
-        assert np.isfinite(r["rec_epe_mm_mean"]) == (r["family"] == "pose25d")
+        assert np.isfinite(r["rec_epe_mm_mean"]) == (r["family"] == "pose25d" and r["variant"] != "constant")
     assert {(g["family"], g["variant"]) for g in res70["gaps"]} >= {("cai", "2d_depth_bmc"), ("pose25d", "2d_bmc")}
+    oracle = json.loads((run / "metrics" / "50_oracle_descent.json").read_text())["rows"]
+    assert {r["signal"] for r in oracle} == {v for v in cai.VARIANTS if cai.VARIANT_SIGNALS[v]}
+    assert all(np.isfinite(r["z_before_mm"]) and np.isfinite(r["z_after_mm"]) for r in oracle)
     assert (run / "metrics" / "70_results.csv").read_text().count("\n") == len(res70["rows"]) + 1
     diag = json.loads((run / "metrics" / "70_regularizer_diagnostic.json").read_text())["rows"]
     assert [r["joints"] for r in diag[:3]] == ["true joints", "true 2D, flat depth", "true 2D, depth mirrored"]

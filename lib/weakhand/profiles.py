@@ -56,8 +56,12 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     "steps_dense": ("optimizer steps of the depth model", 6, 2000, 20000),
     # 50_train_stage3_weak
     "steps_stage3": ("optimizer steps of each stage-3 variant", 4, 400, 10000),
-    "oracle_samples": ("target test hands in the oracle descent of each weak signal", 16, 128, 512),
-    "oracle_steps": ("optimizer steps of the oracle descent (z only)", 10, 150, 300),
+    "stage3_variants": ("stage-3 variants trained by 50_train_stage3_weak (comma list of cai.VARIANTS)",
+                        "2d,2d_depth,2d_depth_hand,2d_bmc,2d_bmc_pinned,2d_depth_bmc,2d_direct,2d_direct_bmc,2d_teacher,full3d",
+                        "2d,2d_depth,2d_bmc,2d_bmc_pinned,2d_direct_bmc,2d_teacher,full3d",
+                        "2d,2d_depth,2d_depth_hand,2d_bmc,2d_bmc_pinned,2d_depth_bmc,2d_direct,2d_direct_bmc,2d_teacher,full3d"),
+    "oracle_samples": ("target test hands in the oracle descent of each weak signal", 16, 64, 512),
+    "oracle_steps": ("optimizer steps of the oracle descent (z only)", 10, 100, 300),
     # 60_train_pose25d
     "pose25d_width": ("2.5D network width (channels of the first residual stage)", 8, 24, 48),
     "steps_25d_stage1": ("optimizer steps of the 2.5D model on the source domain", 6, 1500, 20000),

@@ -77,7 +77,8 @@ def convert_sources(spec: str, data_dir, size: int = 128, reuse: bool = True,
             continue
         rep = convert_dataset(name, src, out, size=size, **kw)
         for split, r in rep.items():
-            if split != "seconds":
+            if isinstance(r, dict):  # per-split reports; "seconds" and a format "notice" are not
                 rows.append({"dataset": name, "split": split, "count": r["written"],
-                             "rejected": sum(r["rejected"].values()), "path": str(out / split)})
+                             "rejected": sum(r["rejected"].values()), "path": str(out / split),
+                             **({"notice": rep["notice"]} if "notice" in rep else {})})
     return rows
