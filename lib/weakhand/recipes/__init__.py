@@ -73,12 +73,13 @@ def convert_sources(spec: str, data_dir, size: int = 128, reuse: bool = True,
             for p in manifests:
                 man = json.loads(p.read_text())
                 rows.append({"dataset": name, "split": man["split"], "count": man["count"],
-                             "rejected": "(reused)", "path": str(p.parent)})
+                             "rejected": "(reused)", "path": str(p.parent),
+                             "notice": man.get("source", {}).get("pickle_notice", "")})
             continue
         rep = convert_dataset(name, src, out, size=size, **kw)
         for split, r in rep.items():
             if isinstance(r, dict):  # per-split reports; "seconds" and a format "notice" are not
                 rows.append({"dataset": name, "split": split, "count": r["written"],
                              "rejected": sum(r["rejected"].values()), "path": str(out / split),
-                             **({"notice": rep["notice"]} if "notice" in rep else {})})
+                             "notice": rep.get("notice", "")})
     return rows
