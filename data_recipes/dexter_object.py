@@ -1,7 +1,7 @@
 """Dexter+Object (Sridhar et al., ECCV 2016): an evaluation-only set with fingertip labels.
 
 Raw layout (as used by Minimal-Hand-pytorch (MHP) ``datasets/dexter_object.py``; see
-dexter_object.md next to this file and /work/shared/datasets.md §5)::
+dexter_object.md next to this file and the dataset's own documentation)::
 
     <src>/data/<SEQ>/color/*.png         640x480 colour (Creative Senz3D)
     <src>/data/<SEQ>/depth/*.png         320x240 ToF depth (not used here)

@@ -1,6 +1,6 @@
 """HO-3D v2 / v3 (Hampali et al., CVPR 2020): a right hand manipulating a YCB object, 640x480.
 
-Raw layout (HO-3D README; see ho3d.md next to this file and /work/shared/datasets.md §4)::
+Raw layout (HO-3D README; see ho3d.md next to this file and the dataset's own documentation)::
 
     <src>/train.txt, <src>/evaluation.txt        one "SEQ/%04d" per line
     <src>/train/<SEQ>/rgb/<id>.png               (v3: .jpg)

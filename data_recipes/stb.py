@@ -8,7 +8,7 @@ Raw layout (both variants are accepted, per sequence)::
 with SEQ in B1Counting, B1Random, ..., B6Counting, B6Random. ``handPara`` is (3, 21, N) mm in
 the SK *depth* camera frame, STB joint order (palm centre, then little..thumb, MCP->tip).
 
-What this recipe does (see stb.md next to it and /work/shared/datasets.md §2):
+What this recipe does (see stb.md next to it and the dataset's own documentation):
 
 * labels: transpose to (N, 21, 3), move to the SK colour frame X_color = Rᵀ (X_depth − T)
   (R = Rodrigues(r); the readme's extrinsic maps colour -> depth, X_depth = R X_color + T),

@@ -4,7 +4,7 @@ Hands are rendered with HO-3D's common v2 camMat (fx = fy = 617.343, cx = 312.42
 640x480); labels are stored as HO-3D does (handJoints3D in MANO order, metres, OpenGL axes;
 depth PNGs as (R + 256 G) x 0.00012498664727900177 m written in cv2's BGR order; meta pickles
 with protocol 2, protocol 0 and one Python-2-style pickle that only loads with latin1). The
-sample ids are real ones from the real v2 split lists in ../shared/real_samples/ho3d/.
+sample ids are real ones from the real v2 split lists (real sample files kept outside the repository).
 """
 from __future__ import annotations
 

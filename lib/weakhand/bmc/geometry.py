@@ -5,7 +5,7 @@ Everything works on the canonical joint order (:mod:`weakhand.skeleton`, FreiHAN
 the sign of every flexion angle. Inputs may be NumPy arrays or tensors of any float dtype and
 device; NumPy in → NumPy out.
 
-Conventions (see ``shared/methods.md`` §1.2):
+Conventions (Spurr et al. ECCV 2020, as in their public re-implementation):
 
 * bones are ``child - parent`` (20 bones, bone ``b`` ends at joint ``b + 1``); the five root bones
   (wrist → MCP) are ordered thumb → little;

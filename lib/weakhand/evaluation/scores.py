@@ -1,6 +1,6 @@
 """Scores of one variant's predictions, their aggregation over seeds, and the results table.
 
-Protocol (``../shared/methods.md`` §5): hand3d/FreiHAND ``EvalUtil`` semantics (visible joints,
+Protocol (the hand3d / FreiHAND evaluation code): hand3d/FreiHAND ``EvalUtil`` semantics (visible joints,
 ``d <= t``, per-keypoint averaging), AUC on ``linspace(0, 50, 100)`` and ``linspace(20, 50, 100)``
 mm, "median" = mean of per-keypoint medians. "Known root": 3D from (u, v, zn) with the
 ground-truth root depth and scale bone (Zimmermann & Brox / Cai). "Aligned": similarity

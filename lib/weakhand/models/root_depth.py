@@ -4,7 +4,7 @@
 scale bone s = ‖P_10 − P_9‖ (middle MCP → PIP, :data:`weakhand.skeleton.SCALE_BONE`; the same
 bone as the depth normalisation, the BMC limits and the evaluation rescaling).
 
-Closed form (``shared/methods.md`` §2.2, the *consistent* form — the paper's printed equations
+Closed form (Iqbal et al. ECCV 2018, the *consistent* form — the paper's printed equations
 drop a factor 2 in b, which costs 1–7 % of Ẑ_root): with (x_k, y_k, 1) = K⁻¹(u_k, v_k, 1) and the
 unknown scale-normalised root depth Ẑ, the bone constraint ‖Ẑ_n p_n − Ẑ_m p_m‖ = 1,
 Ẑ_k = Ẑ + ẑʳ_k, is a Ẑ² + b Ẑ + c = 0 with

@@ -256,7 +256,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({what}); give a .pt file "
                               "written by weakhand (e.g. <run>/stage1_pose/best.pt)", path)
     try:
-        # never weights_only=False: unpickling arbitrary objects can execute code. Checkpoints
+        # always the safe loader (weights_only=True): unpickling arbitrary objects can execute code. Checkpoints
         # written before the writer was made strict store torch.__version__ as a TorchVersion
         # (a plain str subclass): allowing that one class keeps them loadable.
         with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
