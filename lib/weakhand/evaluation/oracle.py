@@ -138,7 +138,7 @@ def flags(rows: Sequence[Mapping]) -> dict[str, str]:
     return out
 
 
-def collate(dataset, n: int, seed: int = 0) -> dict:
+def collate(dataset, n: int) -> dict:
     """A batch of the first `n` labelled samples of a HandDataset (fixed, reproducible)."""
     idx = np.arange(min(n, len(dataset)))
     items = [dataset[int(i)] for i in idx]
