@@ -19,6 +19,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Iterator
 
+from .device import resolve_device  # re-exported: profiles.resolve_device(...)
+
 PROFILE_ENV = "WEAKHAND_PROFILE"
 DEFAULT_PROFILE = "cpu"
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
@@ -92,32 +94,6 @@ def profile_name(profile: str | None = "auto") -> str:
         raise ValueError(f"unknown {origin} {profile!r}: known profiles are "
                          + ", ".join(f"{n!r} ({PROFILE_DOCS.get(n, '')})" for n in PROFILES))
     return profile
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda[:N]" without a GPU -> RuntimeError."""
-    device = (device or "auto").strip().lower()
-    if device == "cpu":
-        return "cpu"
-    if device != "auto" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda' (or 'cuda:N')")
-    try:
-        import torch
-        available = bool(torch.cuda.is_available())
-        count = torch.cuda.device_count() if available else 0
-        why = "torch.cuda.is_available() is False (CPU-only torch build or no visible GPU)"
-    except ImportError:
-        available, count, why = False, 0, "torch is not installed"
-    if device == "auto":
-        return "cuda" if available else "cpu"
-    if not available:
-        raise RuntimeError(f"device {device!r} was requested but CUDA is not usable: {why}. "
-                           "Use device='auto' or 'cpu' (runner: --device auto|cpu).")
-    if ":" in device:
-        idx = device.split(":", 1)[1]
-        if not idx.isdigit() or int(idx) >= count:
-            raise RuntimeError(f"device {device!r} was requested but only {count} CUDA device(s) exist")
-    return device
 
 
 class Config(Mapping):
