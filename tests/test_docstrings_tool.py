@@ -60,7 +60,7 @@ def test_missing_path_is_a_usage_error(tmp_path):
 @pytest.mark.parametrize("doc", [
     "(B, 21, 3) mm", "pose (..., 3)", "(N, ...) array", "(21,) ids", "maps (B,K,h,w)", "a 3x3 matrix",
     "scale (...)", "angles in radians", "in pixels", "normalised depth", "unitless config",
-    "True when valid (bool)", "writes a file; no arrays",
+    "True when valid (bool)", "writes a file; no arrays", "percent of poses", "rate in %",
 ])
 def test_rule_accepts(tool, doc):
     assert tool.documents_shape_or_unit(doc)

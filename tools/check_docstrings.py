@@ -30,7 +30,7 @@ The rule. A docstring passes when it contains at least one of:
    so do ``3x3`` / ``128×128`` and the word ``scalar``.
 2. **A unit word**: ``mm``, ``cm``, ``px``, ``pixel(s)``, ``rad``, ``radian(s)``, ``deg``,
    ``degree(s)``, ``°``, ``metre(s)``/``meter(s)``, ``second(s)``, ``ms``, ``bytes``,
-   ``normalised``/``normalized``, ``unitless``, ``dimensionless``, ``fraction``.
+   ``normalised``/``normalized``, ``unitless``, ``dimensionless``, ``fraction``, ``percent``/``%``.
 3. **A non-array declaration** for definitions that take and return no arrays (a config, a
    file writer, a widget): the word ``unitless``, ``bool`` or ``flag`` (a predicate), or the
    phrase ``no arrays``.
@@ -53,8 +53,8 @@ _SHAPE = re.compile(rf"\(\s*(?:\.\.\.|{_DIM_EXPR}\s*,(?:\s*{_DIM_EXPR}\s*,)*\s*(
 _GRID = re.compile(r"\b\d+\s*[x×]\s*\d+\b")
 _UNIT = re.compile(
     r"(?<![A-Za-z_])(?:mm|cm|px|pixels?|rad|radians?|deg|degrees?|metres?|meters?|seconds?|ms|"
-    r"bytes|normali[sz]ed|unitless|dimensionless|fraction|scalar|bool|flag|no arrays)(?![A-Za-z_])"
-    r"|°",
+    r"bytes|normali[sz]ed|unitless|dimensionless|fraction|percent|scalar|bool|flag|no arrays)"
+    r"(?![A-Za-z_])|°|%",
     re.IGNORECASE,
 )
 

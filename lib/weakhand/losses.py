@@ -59,14 +59,15 @@ def depth_map_loss(map_pred: torch.Tensor, map_gt: torch.Tensor, has_depth: torc
 
 @dataclass
 class CaiWeights:
-    """L = λ2D·L2D + λz·Lz + λdep·Ldep; defaults are the paper's (1, 0.1, 1)."""
+    """L = λ2D·L2D + λz·Lz + λdep·Ldep; unitless weights, defaults are the paper's (1, 0.1, 1)."""
     heatmap: float = 1.0
     depth: float = 0.1
     depth_map: float = 1.0
 
 
 def cai_loss(terms: dict[str, torch.Tensor], weights: CaiWeights = CaiWeights()) -> dict:
-    """Combine available terms {"heatmap", "depth", "depth_map"} into {"loss", **terms}."""
+    """Combine available scalar terms {"heatmap", "depth", "depth_map"} into {"loss", **terms}:
+    ``loss`` the weighted scalar sum (keeps the graph), the terms detached (all unitless)."""
     w = {"heatmap": weights.heatmap, "depth": weights.depth, "depth_map": weights.depth_map}
     unknown = set(terms) - set(w)
     if unknown:

@@ -33,7 +33,7 @@ Which protocol each function reproduces
 
   - ``THRESHOLDS_0_50`` = linspace(0, 50, 100): FreiHAND ``eval.py`` and HO-3D ``eval.py``.
   - ``THRESHOLDS_20_50`` = linspace(20, 50, 100): explicit 20-50 mm grid (workbook choice,
-    methods.md section 5.3 recommendation).
+    see docs/protocols.md).
   - ``HAND3D_THRESHOLDS`` = linspace(0, 50, 20) and ``HAND3D_20_50`` = ``HAND3D_THRESHOLDS[8:]``:
     the 21.05-50 mm slice actually used by hand3d ``eval_full.py`` and copied by Spurr'18 / Cai'18
     "AUC 20-50 mm" numbers (12 points, renormalised over 21.05-50 mm).
@@ -111,7 +111,8 @@ _FREIHAND_EPS_MM = 1e-5  # FreiHAND adds 1e-8 *metres* to both Frobenius norms
 # Input handling
 # --------------------------------------------------------------------------------------------
 def to_numpy(x: Any, dtype: Any = np.float64) -> np.ndarray:
-    """Convert a numpy array / torch tensor / nested list to an ndarray of ``dtype``."""
+    """Convert a numpy array / torch tensor / nested list of shape (...) to an ndarray (...) of
+    ``dtype``; values (and so their unit) unchanged."""
     if hasattr(x, "detach"):  # torch tensor; torch is never imported here
         x = np.asarray(x.detach().cpu())
     return np.asarray(x, dtype=dtype)
@@ -273,7 +274,8 @@ def epe_per_keypoint(dist: Any) -> np.ndarray:
 
 
 def epe_mean(dist: Any) -> float:
-    """hand3d/FreiHAND EPE: mean over keypoints of per-keypoint mean distance (input unit)."""
+    """hand3d/FreiHAND EPE of dist (N, J): mean over keypoints of per-keypoint mean distance, a
+    float in the input unit (mm or px)."""
     return _mean_finite(epe_per_keypoint(dist))
 
 
@@ -294,12 +296,14 @@ def epe_median_per_keypoint(dist: Any) -> np.ndarray:
 
 
 def epe_median_hand3d(dist: Any) -> float:
-    """hand3d "median": mean over keypoints of per-keypoint medians (NOT the global median)."""
+    """hand3d "median" of dist (N, J): mean over keypoints of per-keypoint medians (NOT the global
+    median), a float in the input unit (mm or px)."""
     return _mean_finite(epe_median_per_keypoint(dist))
 
 
 def epe_median(dist: Any) -> float:
-    """Plain median of all valid distances pooled over samples and keypoints."""
+    """Plain median of all valid distances of dist (N, J) pooled over samples and keypoints, a
+    float in the input unit (mm or px)."""
     d = _check_dist(dist)
     v = d[~np.isnan(d)]
     return float(np.median(v)) if v.size else float("nan")

@@ -24,7 +24,8 @@ BONE_LABELS = tuple(f"{sk.FINGER_NAMES[k // 3]} {LAYER_LABELS[k % 3]}" for k in 
 
 
 def bone_label(k: int, key: bool = True) -> str:
-    """'index PIP→DIP (index_dip)': hull `k` by its bone, with its limits.json key."""
+    """'index PIP→DIP (index_dip)': hull `k` (0..14) by its bone, with its limits.json key (a
+    str; no arrays)."""
     return f"{BONE_LABELS[k]} ({ANGLE_BONE_NAMES[k]})" if key else BONE_LABELS[k]
 
 
@@ -102,8 +103,8 @@ def angle_hulls(angles: Mapping[str, np.ndarray], limits: BMCLimits, max_points:
 
 
 def violation_bars(rates: Mapping[str, dict], title: str = "") -> go.Figure:
-    """Grouped bars: % of poses violating each constraint family, one bar per dataset
-    (``rates``: name → :func:`weakhand.bmc.loss.violation_rates` output)."""
+    """Grouped bars: percent of poses violating each constraint family, one bar per dataset
+    (``rates``: name → :func:`weakhand.bmc.loss.violation_rates` output, fractions in [0, 1])."""
     keys = ("bone_length", "curvature", "angular_distance", "angles", "any")
     fig = go.Figure()
     for d, (name, r) in enumerate(rates.items()):
@@ -116,7 +117,8 @@ def violation_bars(rates: Mapping[str, dict], title: str = "") -> go.Figure:
 
 
 def per_bone_violations(rates: Mapping[str, dict], title: str = "") -> go.Figure:
-    """% of poses outside each bone's angle hull, per dataset."""
+    """Percent of poses outside each of the 15 bones' angle hulls, one bar group per dataset
+    (``rates`` as for :func:`violation_bars`: ``per_item["angles"]`` (15,) fractions)."""
     fig = go.Figure()
     for d, (name, r) in enumerate(rates.items()):
         fig.add_trace(go.Bar(x=list(ANGLE_BONE_NAMES), y=100 * np.asarray(r["per_item"]["angles"]),

@@ -41,8 +41,8 @@ _EPS = 1e-8
 
 
 def angle_bone_index(finger: int | str, layer: int | str) -> int:
-    """Index (0..14) into the angle arrays of finger (0..4 or name) at layer (0..2 or
-    'mcp'/'pip'/'dip': the joint where the bone starts)."""
+    """Index (0..14, an int; unitless) into the (..., 15, 2) angle arrays of finger (0..4 or
+    name) at layer (0..2 or 'mcp'/'pip'/'dip': the joint where the bone starts)."""
     f = sk.FINGER_NAMES.index(finger) if isinstance(finger, str) else int(finger)
     l = LAYER_NAMES.index(layer) if isinstance(layer, str) else int(layer)
     if not (0 <= f < 5 and 0 <= l < 3):
@@ -63,13 +63,15 @@ def _back(x: torch.Tensor, was_numpy: bool):
 
 
 def safe_norm(v: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
-    """Euclidean norm whose gradient is finite (zero) at v = 0."""
+    """Euclidean norm over ``dim`` of v (..., D) -> (...) (or (..., 1) with keepdim), in v's
+    units; its gradient is finite (zero) at v = 0."""
     sq = (v * v).sum(dim, keepdim=keepdim)
     return torch.sqrt(sq.clamp_min(torch.finfo(v.dtype).tiny * 1e6))
 
 
 def safe_normalize(v: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """v / max(|v|, eps): the zero vector stays zero (finite gradient)."""
+    """Unit vectors v / max(|v|, eps) along ``dim``, (..., D) -> (..., D) unitless; the zero
+    vector stays zero (finite gradient)."""
     return v / safe_norm(v, dim, keepdim=True).clamp_min(_EPS)
 
 

@@ -200,7 +200,8 @@ def polygon_problem(poly, tol: float = 1e-9) -> str | None:
 
 
 def check_polygon(poly, name: str = "hull") -> None:
-    """Raise ValueError(f"{name}: {reason}") unless `poly` is a valid convex CCW polygon."""
+    """Raise ValueError(f"{name}: {reason}") unless `poly` (M, 2) is a valid convex CCW polygon
+    (vertices in radians, (flexion, abduction) for the BMC hulls); returns None."""
     reason = polygon_problem(poly)
     if reason is not None:
         raise ValueError(f"{name}: {reason}")

@@ -38,11 +38,24 @@ EDIT_OPS = ("move", "insert", "delete", "scale", "translate", "reset")
 
 
 class LimitsError(ValueError):
-    """A limits file or object is malformed (message names the file and the problem)."""
+    """A limits file or object is malformed (message names the file and the problem); no arrays."""
 
 
 @dataclass
 class BMCLimits:
+    """Spurr et al.'s biomechanical limits, in the right-hand, root-relative frame where the scale
+    bone (middle MCP -> PIP) has length 1 (:func:`weakhand.bmc.geometry.canonical_pose`).
+
+    * ``bone_length`` (20, 2) [min, max] per bone, normalised by the scale bone (unitless);
+    * ``curvature`` (4, 2) palm curvature between consecutive root bones (unitless);
+    * ``angular_distance`` (4, 2) angle between consecutive root bones, radians;
+    * ``hulls`` 15 arrays (M_i, 2): convex CCW polygons in (flexion, abduction) radians, one per
+      non-root bone (order :data:`weakhand.bmc.geometry.ANGLE_BONE_NAMES`); ``fitted_hulls``
+      the same before any hull-editor edit;
+    * ``edits`` the editor's edit log (list of dicts), ``provenance`` where the limits came from.
+
+    Validated on construction (:func:`validate`); raises :class:`LimitsError` when malformed.
+    """
     bone_length: np.ndarray
     curvature: np.ndarray
     angular_distance: np.ndarray
@@ -73,13 +86,16 @@ class BMCLimits:
         return self._cache[key]
 
     def copy(self) -> "BMCLimits":
+        """A deep copy (every array, hull, edit and provenance entry copied): bone lengths and
+        curvature stay unitless, angles and hull vertices in radians."""
         return BMCLimits(self.bone_length.copy(), self.curvature.copy(),
                          self.angular_distance.copy(), [h.copy() for h in self.hulls],
                          [h.copy() for h in self.fitted_hulls], copy.deepcopy(self.edits),
                          copy.deepcopy(self.provenance))
 
     def with_edits(self, edits: list[dict]) -> "BMCLimits":
-        """A copy whose hulls are the fitted hulls with `edits` replayed in order."""
+        """A copy whose hulls (15 arrays (M_i, 2), radians) are the fitted hulls with `edits`
+        replayed in order; raises LimitsError naming the first edit that fails."""
         out = self.copy()
         hulls = [h.copy() for h in self.fitted_hulls]
         for i, e in enumerate(edits):
@@ -92,6 +108,9 @@ class BMCLimits:
         return out
 
     def to_json(self) -> dict:
+        """The schema-versioned JSON document (plain lists, no arrays): intervals as min/max lists
+        per named bone or pair (bone lengths unitless, curvature unitless, angles in rad), hulls
+        as (M, 2) vertex lists in radians keyed by bone name, edits and provenance."""
         return {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "frame": {"order": "canonical (FreiHAND/SNAP)", "side": "right (left hands mirrored)",
@@ -115,7 +134,9 @@ def _interval_json(a: np.ndarray, names) -> dict:
 
 
 def validate(lim: BMCLimits) -> str | None:
-    """Return a description of the first problem with `lim`, or None if it is valid."""
+    """Return a description of the first problem with `lim` (a str), or None if it is valid:
+    interval shapes (20, 2) / (4, 2) / (4, 2) with min <= max and finite values, 15 convex CCW
+    hulls (M, 2) in radians."""
     for key, n in _INTERVALS.items():
         a = np.asarray(getattr(lim, key), dtype=np.float64)
         if a.shape != (n, 2):
@@ -252,7 +273,8 @@ def fit_limits(kp3d: np.ndarray, is_left: np.ndarray | None = None, *, percentil
 
 # ----------------------------------------------------------------------------- I/O
 def save_limits(limits: BMCLimits, path: str | os.PathLike) -> Path:
-    """Write `limits` as JSON atomically (validated first: nothing is written if invalid)."""
+    """Write `limits` as JSON atomically (validated first: nothing is written if invalid); returns
+    the path written (no arrays; units as in :meth:`BMCLimits.to_json`)."""
     problem = validate(limits)
     if problem:
         raise LimitsError(f"not saving {path}: {problem}")
@@ -296,7 +318,8 @@ def _hulls_from(d: dict, key: str, where: str) -> list[np.ndarray]:
 
 
 def load_limits(path: str | os.PathLike) -> BMCLimits:
-    """Read and validate a limits JSON (clear LimitsError naming the file on any problem)."""
+    """Read and validate a limits JSON into a :class:`BMCLimits` (bone lengths unitless, angles in
+    radians); a clear LimitsError naming the file on any problem."""
     path = Path(path)
     where = str(path)
     if not path.exists():

@@ -21,12 +21,14 @@ TERMS = ("bone_length", "curvature", "angular_distance", "angles")
 
 @dataclass(frozen=True)
 class BMCWeights:
-    """λ_BL (bone lengths), λ_RB (root bones: curvature + angular distance), λ_A (joint angles)."""
+    """λ_BL (bone lengths), λ_RB (root bones: curvature + angular distance), λ_A (joint angles):
+    unitless weights of :func:`bmc_loss`."""
     bone_length: float = 1.0
     root_bones: float = 1.0
     angles: float = 1.0
 
     def to_dict(self) -> dict:
+        """The three weights as a plain dict of floats (unitless)."""
         return asdict(self)
 
 
