@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weakhand import bmc
+from weakhand.bmc import editor as hull_editor
 from weakhand import skeleton as sk
 from weakhand.bmc import geometry as g
 from weakhand.bmc import hull as H
@@ -310,7 +311,7 @@ def test_noisy_poses_violate_far_more_than_held_out_clean_ones(limits):
 def model(source, limits, tmp_path):
     kp, left = source
     angles = bmc.bmc_features(kp, left)["angles"]
-    return bmc.HullEditorModel(limits, angles, bmc.preview_base_pose(kp, left),
+    return hull_editor.HullEditorModel(limits, angles, hull_editor.preview_base_pose(kp, left),
                                path=tmp_path / "limits.json")
 
 
@@ -401,7 +402,7 @@ def test_replaying_an_impossible_edit_names_it(limits):
 def test_editor_view_callbacks_drive_the_model_headless(model):
     pytest.importorskip("ipywidgets")
     pytest.importorskip("anywidget")
-    view = bmc.HullEditor(model)
+    view = hull_editor.HullEditor(model)
     view.finger.value = "ring"
     view.layer.value = "pip"
     assert model.bone == g.angle_bone_index("ring", "pip")

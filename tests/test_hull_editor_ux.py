@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from weakhand import bmc
+from weakhand.bmc import editor as hull_editor
 from weakhand.bmc import figures as bf
 from weakhand.bmc import geometry as g
 from weakhand.synth.domains import RENDER, SENSOR
@@ -20,13 +21,13 @@ def data():
     limits = bmc.fit_limits(kp, side == 0, dataset="synth_render", split="train")
     angles = bmc.bmc_features(kp, side == 0)["angles"]
     target = bmc.bmc_features(tkp, tside == 0)["angles"]
-    return limits, angles, target, bmc.preview_base_pose(kp, side == 0)
+    return limits, angles, target, hull_editor.preview_base_pose(kp, side == 0)
 
 
 @pytest.fixture()
 def model(data, tmp_path):
     limits, angles, target, base = data
-    return bmc.HullEditorModel(limits, angles, base, path=tmp_path / "limits.json",
+    return hull_editor.HullEditorModel(limits, angles, base, path=tmp_path / "limits.json",
                                target_angles=target)
 
 
@@ -87,16 +88,16 @@ def test_target_angles_coverage_and_validation(model, data):
     assert 0.0 <= model.target_coverage() <= 1.0
     assert "target angles" in model.summary()
     limits, angles, _, base = data
-    plain = bmc.HullEditorModel(limits, angles, base)
+    plain = hull_editor.HullEditorModel(limits, angles, base)
     assert plain.target_coverage() is None and "target" not in plain.summary()
     with pytest.raises(ValueError, match="target_angles"):
-        bmc.HullEditorModel(limits, angles, base, target_angles=np.zeros((3, 14, 2)))
+        hull_editor.HullEditorModel(limits, angles, base, target_angles=np.zeros((3, 14, 2)))
 
 
 def test_view_sliders_boxes_grid_and_colours(model):
     pytest.importorskip("ipywidgets")
     pytest.importorskip("anywidget")
-    view = bmc.HullEditor(model)
+    view = hull_editor.HullEditor(model)
     assert view.layer.description == "bone"
     assert [lbl for lbl, _ in view.layer.options] == list(bf.LAYER_LABELS)
     view.finger.value = "index"
