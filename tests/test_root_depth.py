@@ -1,6 +1,9 @@
 """Closed-form root depth, 2.5D ↔ 3D round trip, and the root refinement MLP."""
 from __future__ import annotations
 
+import ast
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -146,3 +149,15 @@ def test_refiner_starts_as_the_closed_form_and_detaches_its_inputs():
     assert not out["z_root"].requires_grad or out["z_root"].grad_fn is not None
     out["z_root"].sum().backward() if out["z_root"].requires_grad else None
     assert uv.grad is None  # the pose network never gets the root loss's gradient
+
+
+def test_bone_prior_is_the_generators_mean_and_the_model_does_not_import_synth():
+    """The written-out prior equals its recomputation from the procedural generator (bit for
+    bit), and models/root_depth stands without weakhand.synth."""
+    kp, _ = sample_hand_poses(RENDER, 2000, seed=12345)
+    lengths = torch.as_tensor(sk.bone_lengths(kp))
+    ratios = (lengths / lengths[..., sk.SCALE_BONE_ID : sk.SCALE_BONE_ID + 1]).mean(0).float()
+    assert torch.equal(rd.default_bone_prior(), ratios)
+    tree = ast.parse(inspect.getsource(rd))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not any("synth" in m for m in imported), imported

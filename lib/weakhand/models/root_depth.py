@@ -42,20 +42,19 @@ def to_25d(kp3d: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return uv, zr, s
 
 
-_PRIOR_CACHE: dict = {}
+#: (20,) mean bone lengths in units of the scale bone (bone order of
+#: :data:`weakhand.skeleton.BONES`) of 2000 hands of the procedural generator's render domain
+#: (``sample_hand_poses(RENDER, 2000, seed=12345)``; Buchholz segment ratios, anthropometric, so
+#: a fair prior for real hands too). Written out so that the model does not depend on the
+#: generator; ``tests/test_root_depth.py`` recomputes it from the generator.
+BONE_PRIOR = (0.77277017, 0.90632886, 0.70747834, 0.57098114, 1.613263, 0.9565825, 0.5170945,
+              0.35030127, 1.6077873, 1.0, 0.6143812, 0.39021432, 1.4744275, 0.93613654,
+              0.59638965, 0.38700652, 1.322621, 0.7440684, 0.4230979, 0.33589265)
 
 
 def default_bone_prior() -> torch.Tensor:
-    """(20,) mean bone lengths in units of the scale bone, from the procedural hand anatomy
-    (Buchholz segment ratios; anthropometric, so a fair prior for real hands too)."""
-    if "ratios" not in _PRIOR_CACHE:
-        from ..synth.domains import RENDER
-        from ..synth.generator import sample_hand_poses
-        kp, _ = sample_hand_poses(RENDER, 2000, seed=12345)
-        lengths = torch.as_tensor(sk.bone_lengths(kp))
-        _PRIOR_CACHE["ratios"] = (lengths / lengths[..., sk.SCALE_BONE_ID : sk.SCALE_BONE_ID + 1]
-                                  ).mean(0).float()
-    return _PRIOR_CACHE["ratios"]
+    """(20,) float32 mean bone lengths in units of the scale bone (:data:`BONE_PRIOR`)."""
+    return torch.tensor(BONE_PRIOR, dtype=torch.float32)
 
 
 def _bone_prior_cost(uv, zr, K, z_root, prior):
