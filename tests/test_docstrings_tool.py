@@ -58,7 +58,7 @@ def test_missing_path_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("doc", [
-    "(B, 21, 3) mm", "pose (..., 3)", "(N, ...) array", "(21,) ids", "maps (B,K,h,w)", "a 3x3 matrix",
+    "(B, 21, 3) mm", "pose (..., 3)", "(B, width, H, W)", "(N, ...) array", "(21,) ids", "maps (B,K,h,w)", "a 3x3 matrix",
     "scale (...)", "angles in radians", "in pixels", "normalised depth", "unitless config",
     "True when valid (bool)", "writes a file; no arrays", "percent of poses", "rate in %",
 ])
@@ -67,7 +67,7 @@ def test_rule_accepts(tool, doc):
 
 
 @pytest.mark.parametrize("doc", [
-    None, "", "Return the thing.", "Pick (thumb, index) fingers.", "see (a, b) above",
+    None, "", "Return the thing.", "Pick (thumb, index) fingers.", "see (a, b) above", "(Kabsch, Umeyama)",
     "the summary", "commands",  # 'mm'/'ms' only as whole words
 ])
 def test_rule_rejects(tool, doc):

@@ -22,11 +22,11 @@ Nested functions, private names and definitions in files named ``_*.py`` (other 
 
 The rule. A docstring passes when it contains at least one of:
 
-1. **A shape**: a parenthesised tuple of dimensions, each an integer, ``...``, a short symbol
-   (at most two characters, like ``B``, ``K``, ``h``, ``2K``), an upper-case name (``M_MAX``)
-   or simple arithmetic of those (``H/4``, ``3*K``), with at least one element that is a
-   number, ``...`` or contains an upper-case letter: ``(B, 21, 3)``, ``(N, ...)``,
-   ``(..., 3)``, ``(21,)``, ``(B,K,h,w)``. ``(...)`` alone (leading batch dims) counts, and
+1. **A shape**: a parenthesised tuple of dimensions, each an integer, ``...``, a name
+   (``B``, ``K``, ``h``, ``2K``, ``width``, ``M_max``) or simple arithmetic of those (``H/4``,
+   ``3*K``), with at least one element that is a number, ``...`` or a short upper-case symbol
+   (``B``, ``N``, ``2K``): ``(B, 21, 3)``, ``(N, ...)``, ``(..., 3)``, ``(21,)``,
+   ``(B,K,h,w)``, ``(B, width, H, W)``; prose such as ``(thumb, index)`` does not count. ``(...)`` alone (leading batch dims) counts, and
    so do ``3x3`` / ``128×128`` and the word ``scalar``.
 2. **A unit word**: ``mm``, ``cm``, ``px``, ``pixel(s)``, ``rad``, ``radian(s)``, ``deg``,
    ``degree(s)``, ``°``, ``metre(s)``/``meter(s)``, ``second(s)``, ``ms``, ``bytes``,
@@ -47,7 +47,7 @@ import re
 import sys
 from pathlib import Path
 
-_DIM = r"(?:\.\.\.|\d+|\d*[A-Za-z]\w?|[A-Z][A-Z0-9_]*)"
+_DIM = r"(?:\.\.\.|\d+|\d*[A-Za-z]\w*)"
 _DIM_EXPR = rf"{_DIM}(?:\s*[*/+\-]\s*{_DIM})*"
 _SHAPE = re.compile(rf"\(\s*(?:\.\.\.|{_DIM_EXPR}\s*,(?:\s*{_DIM_EXPR}\s*,)*\s*(?:{_DIM_EXPR})?)\s*\)")
 _GRID = re.compile(r"\b\d+\s*[x×]\s*\d+\b")
@@ -67,8 +67,8 @@ def _shape_ok(text: str) -> bool:
         body = m.group(0)[1:-1]
         if body.strip() == "...":
             return True
-        # at least one element that is a number, '...' or carries an upper-case letter
-        if re.search(r"\.\.\.|\d|[A-Z]", body):
+        # at least one element that is a number, '...' or a short upper-case symbol (B, N, 2K)
+        if re.search(r"\.\.\.|(?<![A-Za-z_])(?:\d+|\d*[A-Z][A-Za-z0-9]?)(?![A-Za-z0-9_])", body):
             return True
     return bool(_GRID.search(text))
 

@@ -44,6 +44,8 @@ class DepthRegressionNet(nn.Module):
                                  nn.Linear(hidden, num_joints - 1))
 
     def forward(self, features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
+        """features (B, C, h, w), heatmaps (B, K, h, w) -> z^n (B, K) in scale-bone units
+        (root-relative depth / middle MCP -> PIP length), exactly 0 at the root."""
         if features.shape[-2:] != heatmaps.shape[-2:]:
             raise ValueError(f"features {tuple(features.shape)} and heatmaps {tuple(heatmaps.shape)} differ in size")
         z = self.fcs(self.convs(torch.cat([features, heatmaps], 1)))

@@ -110,7 +110,8 @@ def coordinate_maps(B: int, h: int, w: int, dn_lowres: torch.Tensor) -> torch.Te
 
 
 def unit_vectors(v: torch.Tensor, dim: int = 2, eps: float = 1e-6) -> torch.Tensor:
-    """v / max(|v|, eps) along `dim`; zero vectors stay zero with finite gradients.
+    """v / max(|v|, eps) along `dim`, e.g. (B, J, 3, h, w) -> (B, J, 3, h, w) unitless; zero
+    vectors stay zero with finite gradients.
 
     The norm is taken in float32 (safe under fp16 autocast) and the result cast back to v's dtype.
     """
@@ -137,6 +138,7 @@ class Residual(nn.Module):
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, cin, H, W) features -> (B, cout, H, W) (unitless activations)."""
         return self.skip(x) + self.body(x)
 
 
@@ -150,7 +152,7 @@ class Hourglass(nn.Module):
 
     out = Res_skip(x) + up2(Res_after(inner(Res_before(maxpool2(x))))),
     inner = Hourglass(n - 1) for n > 1, a residual block at the bottom (n == 1).
-    Input H, W must be multiples of 2**n.
+    Maps (B, width, H, W) -> (B, width, H, W); H, W must be multiples of 2**n.
     """
 
     def __init__(self, depth: int, width: int):
@@ -161,6 +163,7 @@ class Hourglass(nn.Module):
         self.after = Residual(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, width, H, W) features -> (B, width, H, W), H and W multiples of 2**depth."""
         low = self.after(self.inner(self.before(F.max_pool2d(x, 2))))
         return self.skip(x) + F.interpolate(low, size=x.shape[-2:], mode="nearest")
 
@@ -185,6 +188,9 @@ class DenseHeads(nn.Module):
                                nn.Conv2d(2 * width, 3 * j, 1))
 
     def forward(self, feat: torch.Tensor, coords: torch.Tensor) -> dict:
+        """feat (B, width, h, w), coords (B, 3, h, w) normalised (u, v, d) of the cells
+        (:func:`coordinate_maps`) -> {"h2": (B, J, h, w), "h3": (B, J, h, w) raw heatmaps,
+        "u": (B, J, 3, h, w) unit vectors (unitless)}."""
         coords = coords.to(feat.dtype)
         h2 = self.h2(feat)
         h3 = self.h3(torch.cat([feat, coords], 1))
@@ -264,7 +270,7 @@ class DenseDepthNet(nn.Module):
                                         nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(4 * width, 3 * j))
 
     def output_size(self, size: int) -> int:
-        """Heatmap side for an input side `size` (size / 4)."""
+        """Heatmap side in cells (int) for an input side `size` in px: size / 4."""
         return size // STRIDE
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -278,6 +284,9 @@ class DenseDepthNet(nn.Module):
                 f"4 * 2**hg_depth = {m} (hg_depth={self.hg_depth}), e.g. {2 * m} or {4 * m}")
 
     def forward(self, x: torch.Tensor) -> list:
+        """Normalised depth (B, 1, S, S) (-1 = missing) -> one dict per stack: "h2", "h3"
+        (B, J, S/4, S/4), "u" (B, J, 3, S/4, S/4) unit vectors; with head="direct" the last also
+        "joints" (B, J, 3) in the caller's normalised units (see the class docstring)."""
         self._check_input(x)
         b = x.shape[0]
         h, w = x.shape[-2] // STRIDE, x.shape[-1] // STRIDE

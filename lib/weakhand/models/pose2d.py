@@ -135,6 +135,7 @@ class Encoder(nn.Module):
         self.stride = 2**depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, C_in, H, W) -> features (B, out_channels, H / stride, W / stride)."""
         return self.body(x)
 
 
@@ -193,6 +194,8 @@ class Pose2DNet(nn.Module):
         return self.log_beta.exp()
 
     def forward(self, img: torch.Tensor) -> dict:
+        """img (B, C_in, H, W) (H, W multiples of the stride s) -> {"heatmaps": n_stages x
+        (B, K, H/s, W/s), "features": (B, feature_channels, H/s, W/s), "uv": (B, K, 2) input px}."""
         s = self.stride
         if img.shape[-2] % s or img.shape[-1] % s:
             raise ValueError(f"input H, W must be multiples of the stride {s}, got {tuple(img.shape[-2:])}")
