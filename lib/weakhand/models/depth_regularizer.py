@@ -15,8 +15,8 @@ Layers 1-5: ConvT -> BatchNorm -> Dropout -> ReLU; layer 6: ConvT (1 channel) ->
 map is >= 0 like the target (background 0). Note a final ReLU can die (all-zero output, no
 gradient) if the last layer's pre-activations go negative everywhere; watch the loss.
 
-Recommended use (documented ambiguity in methods.md §3): freeze the regulariser when
-fine-tuning on weakly labelled data, or give it a >= 10x lower learning rate.
+Recommended use (the paper leaves it open; see docs/methods.md §2.3): freeze the regulariser
+when fine-tuning on weakly labelled data, or give it a >= 10x lower learning rate.
 """
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ class DepthRegularizer(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, joints: torch.Tensor) -> torch.Tensor:
+        """joints (B, K, 3) normalised (u_n, v_n, d^n) -> (B, 1, S, S) normalised depth map (>= 0,
+        near -> larger, background 0), S = out_size."""
         if joints.shape[-2:] != (self.num_joints, 3):
             raise ValueError(f"expected (B, {self.num_joints}, 3), got {tuple(joints.shape)}")
         return self.net(joints.reshape(joints.shape[0], -1, 1, 1))
