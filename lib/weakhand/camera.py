@@ -4,6 +4,8 @@ Camera frame: x right, y down, z forward, mm. Pixels: integer coordinates are pi
 pixel i covers [i - 0.5, i + 0.5] (same as cv2.warpAffine / cv2.projectPoints). Intrinsics
 K (..., 3, 3) = [[fx, s, cx], [0, fy, cy], [0, 0, 1]] in pixels (skew s allowed).
 Matrices called A or H here are 3x3 pixel-space maps acting on homogeneous (u, v, 1).
+A grid of output stride s (heatmaps, dense fields) has cell i centred on input pixel
+(i + 0.5) * s - 0.5 (:func:`heatmap_to_input`, :func:`input_to_heatmap`).
 
 Every function accepts numpy arrays or torch tensors with broadcastable leading batch dims;
 if any argument is a tensor the result is a tensor (numpy arguments adopt its dtype/device).
@@ -30,6 +32,19 @@ def _mT(x: Array) -> Array:
 def _hom(uv: Array) -> Array:
     """(..., 2) -> (..., 3) by appending 1."""
     return _cat([uv, uv[..., :1] * 0 + 1], -1)
+
+
+def heatmap_to_input(idx, stride: float):
+    """Cell coordinate(s) of a grid of output stride `stride` (heatmap px) -> input-image pixel
+    coordinate(s) (px): (i + 0.5) * stride - 0.5, i.e. cell i summarises the `stride` x `stride`
+    block of input pixels [i * stride, (i + 1) * stride - 1]. Any shape, numbers or arrays."""
+    return (idx + 0.5) * stride - 0.5
+
+
+def input_to_heatmap(u, stride: float):
+    """Input-image pixel coordinate(s) (px) -> cell coordinate(s) of a grid of output stride
+    `stride` (heatmap px): (u + 0.5) / stride - 0.5, the inverse of :func:`heatmap_to_input`."""
+    return (u + 0.5) / stride - 0.5
 
 
 def project(K: Array, X: Array) -> Array:

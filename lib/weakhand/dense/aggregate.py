@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.pose2d import input_to_heatmap
+from ..camera import input_to_heatmap
 from .targets import DEFAULT_RADIUS, DEFAULT_STRIDE
 
 DEFAULT_TOP_N = 5

@@ -1,6 +1,6 @@
 """Dense 3D regression targets (Wan et al., CVPR 2018): point map, 2D/3D heatmaps, unit offsets.
 
-Conventions (shared with :mod:`weakhand.camera` and :mod:`weakhand.models.pose2d`): OpenCV camera
+Conventions (:mod:`weakhand.camera`, also used by :mod:`weakhand.models.pose2d`): OpenCV camera
 frame (x right, y down, z forward), mm for 3D and depth, pixels for 2D, integer pixel coordinates
 are pixel centres, depth 0 means missing. The network output has stride ``stride`` relative to the
 input crop; output cell i is centred on input pixel (i + 0.5) * stride - 0.5 and an input pixel
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.pose2d import heatmap_to_input, input_to_heatmap
+from ..camera import heatmap_to_input, input_to_heatmap
 
 DEFAULT_STRIDE = 4
 DEFAULT_RADIUS = 80.0  # mm, ball radius of the 3D heatmap / offset field
