@@ -12,10 +12,10 @@ from hypothesis import given, strategies as st
 
 from weakhand import evaluation as ev
 from weakhand import skeleton as sk
-from weakhand.ablate import parse_seeds
+from weakhand.workbook.ablate import parse_seeds
 from weakhand.camera import project
 from weakhand.models import root_relative_depth
-from weakhand.runs import seeded_name, split_seeded_name
+from weakhand.workbook.runs import seeded_name, split_seeded_name
 
 
 def _hands(n=12, seed=0):
@@ -88,6 +88,50 @@ def test_score_recovered_root_for_25d_predictions():
     p["z_root"] = p["z_root"] + 20.0 / s_mm  # 20 mm too far
     s = ev.score(p)
     assert s["root_err_mm"] == pytest.approx(20.0) and s["rec_z_err_mm"] == pytest.approx(20.0)
+
+
+#: the methods' evaluate_predictions keys -> the one vocabulary of weakhand.evaluation.scores
+_OLD_KEYS = {"n": "n_samples", "z_err_mm_recovered": "rec_z_err_mm", "epe_mm_recovered": "rec_epe_mm",
+             "auc_20_50_recovered": "rec_auc_20_50", "root_err_mm_closed": "root_closed_err_mm",
+             "root_err_mm_refined": "root_err_mm", "pred3d_recovered": "rec_pred3d"}
+
+
+def _noisy_predictions(seed: int, n: int = 17) -> dict:
+    """float32 predictions as the methods' predict returns them, with invisible joints and
+    samples without a 3D label (NaN kp3d), for both families (z_root, z_root_closed)."""
+    rng = np.random.default_rng(seed)
+    kp3d = (rng.normal(0, 30, (n, 21, 3)) + [0, 0, 500]).astype(np.float32)
+    kp2d = rng.uniform(0, 128, (n, 21, 2)).astype(np.float32)
+    has_3d = rng.random(n) > 0.3
+    has_3d[0] = True
+    kp3d[~has_3d] = np.nan
+    return {"uv": (kp2d + rng.normal(0, 3, kp2d.shape)).astype(np.float32),
+            "zn": rng.normal(0, 1, (n, 21)).astype(np.float32), "kp2d": kp2d, "kp3d": kp3d,
+            "vis": rng.random((n, 21)) > 0.2, "has_3d": has_3d,
+            "K": np.tile(np.array([[300.0, 0, 64], [0, 300.0, 64], [0, 0, 1]], np.float32), (n, 1, 1)),
+            "z_root": rng.uniform(8, 12, n).astype(np.float32),
+            "z_root_closed": rng.uniform(8, 12, n).astype(np.float32)}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_score_predictions_equals_the_methods_evaluate_predictions(seed):
+    """One evaluation path: scores.score_predictions gives bit for bit the numbers of the
+    methods' evaluate_predictions (Cai: GT root; 2.5D: + recovered root), renamed, and score()
+    the same numbers under the same keys."""
+    from weakhand.methods import cai, spurr_bmc
+
+    p = _noisy_predictions(seed)
+    new = ev.scores.score_predictions(p)
+    for ref in (cai.evaluate_predictions, spurr_bmc.evaluate_predictions):
+        old = ref(p)
+        assert [_OLD_KEYS.get(k, k) for k in old] == [k for k in new if k in {_OLD_KEYS.get(o, o) for o in old}]
+        for k, v in old.items():
+            np.testing.assert_array_equal(np.asarray(new[_OLD_KEYS.get(k, k)]), np.asarray(v), err_msg=k)
+    full = ev.score(p)
+    for k in set(new) & set(full):
+        np.testing.assert_array_equal(np.asarray(new[k]), np.asarray(full[k]), err_msg=k)
+    cai_only = ev.scores.score_predictions({k: v for k, v in p.items() if not k.startswith("z_root")})
+    assert not any(k.startswith(("rec_", "root_")) for k in cai_only)
 
 
 def test_gap_closed_hand_computed():

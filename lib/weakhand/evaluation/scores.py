@@ -1,4 +1,5 @@
-"""Scores of one variant's predictions, their aggregation over seeds, and the results table.
+"""Scores of predictions, their aggregation over seeds, and the results table: the one
+evaluation path of the workbook (training notebooks and notebook 70 alike).
 
 Protocol (the hand3d / FreiHAND evaluation code): hand3d/FreiHAND ``EvalUtil`` semantics (visible joints,
 ``d <= t``, per-keypoint averaging), AUC on ``linspace(0, 50, 100)`` and ``linspace(20, 50, 100)``
@@ -6,6 +7,38 @@ mm, "median" = mean of per-keypoint medians. "Known root": 3D from (u, v, zn) wi
 ground-truth root depth and scale bone (Zimmermann & Brox / Cai). "Aligned": similarity
 Procrustes per sample with det(R) = +1. "Recovered root" (2.5D only): the model's own refined root
 depth times the ground-truth scale.
+
+Two entry points take the same predictions dict ``p`` (what every method's ``predict`` returns:
+``uv`` (N, 21, 2) input px, ``zn`` (N, 21) root-relative depth / scale bone, 2.5D also ``z_root``
+and ``z_root_closed`` (N,) scale-bone units; labels ``kp2d`` (N, 21, 2) px, ``kp3d`` (N, 21, 3)
+mm camera frame, ``vis`` (N, 21), ``K`` (N, 3, 3) px, ``has_3d`` (N,)):
+
+* :func:`score_predictions`: the quick subset (no Procrustes, no BMC) for validation during
+  training and the training notebooks' tables;
+* :func:`score`: every number, for notebook 70's table and figures.
+
+**Key vocabulary** (one name per quantity in both; only samples with a 3D label are scored,
+joints with vis = 0 are skipped; "known root" unless prefixed):
+
+===========================  =========================================================
+``n_samples``                samples scored (int)
+``px_2d_mean``               2D keypoint error, px (``px_2d_median``: mean of per-joint medians)
+``z_err_mm``                 mean |z error|, mm (``z_err_median_mm``); ``z_bias_mm`` its signed mean
+                             (> 0: predicted too far from the camera)
+``occ_z_err_mm``             |z error| / ``occ_epe_mm`` 3D error of occluded (vis = 0) joints, mm
+``epe_mm``                   3D end-point error, mm (``epe_median_mm``)
+``auc_0_50``, ``auc_20_50``  PCK area on 0-50 / 20-50 mm; ``auc_hand3d_21_50`` hand3d's 21-50 mm grid
+``pa_*``                     the same after Procrustes alignment (``pa_epe_mm``, ``pa_auc_0_50``...)
+``rec_*``                    2.5D, recovered root: ``rec_epe_mm``, ``rec_z_err_mm``, ``rec_auc_0_50``,
+                             ``rec_auc_20_50`` (NaN for models without a root)
+``root_err_mm``              2.5D: mean |refined root depth error|, mm; ``root_closed_err_mm`` the
+                             closed-form root's (before refinement)
+``bmc_violation_*``          BMC violation rates of the predicted poses (:func:`violation_summary`)
+arrays                       ``pred3d``/``gt3d`` (N, 21, 3) mm, ``rec_pred3d`` (N, 21, 3) mm (2.5D),
+                             ``uv``/``kp2d`` (N, 21, 2) px, ``index`` (N,), ``pck_t``/``pck``/``pa_pck``
+                             (100,), ``per_joint_epe``/``per_joint_z`` (21,) mm, ``z_signed`` mm,
+                             ``sample_epe`` (N,) mm
+===========================  =========================================================
 """
 from __future__ import annotations
 
@@ -60,6 +93,75 @@ def _per_sample_mean(d: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, np.nansum(d, 1) / np.maximum(cnt, 1), np.nan)
 
 
+def _known_root(p: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The scored samples of `p` (those with a 3D label) as float64 arrays, and their 3D pose
+    with the ground-truth root depth and scale bone: ``sel`` (N,) bool, ``kp3d`` (n, 21, 3) mm,
+    ``uv``/``kp2d`` (n, 21, 2) px, ``zn`` (n, 21), ``K`` (n, 3, 3), ``vis`` (n, 21) bool,
+    ``scale`` (n,) mm, ``pred3d`` (n, 21, 3) mm."""
+    sel = np.asarray(p["has_3d"]).astype(bool)
+    if not sel.any():
+        raise ValueError("no sample with a 3D label to evaluate")
+    f64 = lambda k: np.asarray(p[k], dtype=np.float64)[sel]  # noqa: E731
+    g = {"sel": sel, "kp3d": f64("kp3d"), "uv": f64("uv"), "zn": f64("zn"), "K": f64("K"),
+         "kp2d": f64("kp2d"), "vis": np.asarray(p["vis"])[sel].astype(bool)}
+    g["scale"] = sk.scale_length(g["kp3d"])
+    g["pred3d"] = reconstruct_3d(g["uv"], g["zn"], g["K"], g["kp3d"][:, sk.ROOT, 2], g["scale"])
+    return g
+
+
+def _recovered_root(p: Mapping[str, np.ndarray], g: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """2.5D: (3D pose (n, 21, 3) mm from the model's own refined root depth x the GT scale bone,
+    that root depth (n,) in scale-bone units)."""
+    from ..models.root_depth import reconstruct_25d
+    t = lambda x: torch.as_tensor(x)  # noqa: E731
+    zr = np.asarray(p["z_root"], dtype=np.float64)[g["sel"]]
+    return reconstruct_25d(t(g["uv"]), t(g["zn"]), t(g["K"]), t(zr), t(g["scale"])).numpy(), zr
+
+
+def _root_err(z_root: np.ndarray, g: Mapping[str, Any]) -> float:
+    """Mean |root depth error| in mm of root depths (n,) in scale-bone units."""
+    return float(np.mean(np.abs(z_root * g["scale"] - g["kp3d"][:, sk.ROOT, 2])))
+
+
+def score_predictions(p: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The quick scores of predictions: what validation during training and the training
+    notebooks' tables report (no Procrustes, no BMC; the same numbers as :func:`score` under
+    the same keys).
+
+    `p`: the predictions dict of the module docstring (``uv`` (N, 21, 2) px, ``zn`` (N, 21);
+    2.5D also ``z_root`` / ``z_root_closed`` (N,) scale-bone units; labels ``kp2d`` px,
+    ``kp3d`` (N, 21, 3) mm, ``vis``, ``K``, ``has_3d``).
+
+    Returns ``n_samples``, ``px_2d_mean`` px, ``z_err_mm``, ``z_bias_mm``, ``epe_mm`` mm,
+    ``auc_20_50``, ``auc_hand3d_21_50``, ``auc_0_50``, arrays ``pred3d`` / ``gt3d`` (n, 21, 3)
+    mm; with ``z_root`` also ``rec_z_err_mm``, ``rec_epe_mm``, ``rec_auc_20_50``,
+    ``root_err_mm``, ``root_closed_err_mm`` (with ``z_root_closed``) and ``rec_pred3d``
+    (n, 21, 3) mm.
+    """
+    g = _known_root(p)
+    kp3d, vis, pred3d = g["kp3d"], g["vis"], g["pred3d"]
+    e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
+    e2 = metrics.evaluate_2d(g["uv"], g["kp2d"], vis)
+    ez = metrics.depth_error(pred3d[..., 2], kp3d[..., 2], vis)
+    dz = (pred3d[..., 2] - kp3d[..., 2])[vis]
+    out: dict[str, Any] = {
+        "n_samples": int(g["sel"].sum()), "px_2d_mean": e2["epe_mean_px"],
+        "z_err_mm": ez["mean_abs_z_mm"], "z_bias_mm": float(dz.mean()),
+        "epe_mm": e3["epe_mean_mm"], "auc_20_50": e3["auc_20_50"],
+        "auc_hand3d_21_50": e3["auc_hand3d_21_50"], "auc_0_50": e3["auc_0_50"],
+        "pred3d": pred3d, "gt3d": kp3d}
+    if "z_root" in p:
+        rec, zr = _recovered_root(p, g)
+        er = metrics.evaluate_3d(rec, kp3d, vis, align="none")
+        out.update({"rec_z_err_mm": metrics.depth_error(rec[..., 2], kp3d[..., 2], vis)["mean_abs_z_mm"],
+                    "rec_epe_mm": er["epe_mean_mm"], "rec_auc_20_50": er["auc_20_50"]})
+        if "z_root_closed" in p:
+            zc = np.asarray(p["z_root_closed"], dtype=np.float64)[g["sel"]]
+            out["root_closed_err_mm"] = _root_err(zc, g)
+        out.update({"root_err_mm": _root_err(zr, g), "rec_pred3d": rec})
+    return out
+
+
 def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) -> dict[str, Any]:
     """Every number of one variant on one test split.
 
@@ -69,21 +171,17 @@ def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) ->
     skipped. `limits`: :class:`weakhand.bmc.BMCLimits` for the violation rates of the predicted
     poses (None: skipped).
 
-    Returns floats (mm, px, fractions; keys of ``TABLE_METRICS`` and more) and, with
-    `keep_arrays`, numpy arrays: ``pck_t`` (100,) mm, ``pck`` (100,), ``per_joint_epe`` (21,),
-    ``per_joint_z`` (21,), ``z_signed`` (visible joints of all samples) mm, ``sample_epe`` (N,)
-    mm, ``pred3d``/``gt3d`` (N,21,3) mm, ``uv``/``kp2d`` (N,21,2) px, ``index`` (N,).
+    Returns floats (mm, px, fractions; keys of ``TABLE_METRICS`` and more, see the module
+    docstring) and, with `keep_arrays`, numpy arrays: ``pck_t`` (100,) mm, ``pck`` (100,),
+    ``per_joint_epe`` (21,), ``per_joint_z`` (21,), ``z_signed`` (visible joints of all samples)
+    mm, ``sample_epe`` (N,) mm, ``pred3d``/``gt3d`` (N,21,3) mm, ``uv``/``kp2d`` (N,21,2) px,
+    ``index`` (N,).
     """
-    sel = np.asarray(p["has_3d"]).astype(bool)
-    if not sel.any():
-        raise ValueError("no sample with a 3D label to evaluate")
-    f64 = lambda k: np.asarray(p[k], dtype=np.float64)[sel]  # noqa: E731
-    kp3d, uv, zn, K, kp2d = f64("kp3d"), f64("uv"), f64("zn"), f64("K"), f64("kp2d")
-    vis = np.asarray(p["vis"])[sel].astype(bool)
+    g = _known_root(p)
+    sel, kp3d, uv, zn, kp2d, vis = g["sel"], g["kp3d"], g["uv"], g["zn"], g["kp2d"], g["vis"]
     if not (np.isfinite(uv).all() and np.isfinite(zn).all()):
         raise ValueError("predictions contain NaN or inf (uv or zn): the model diverged")
-    scale = sk.scale_length(kp3d)
-    pred3d = reconstruct_3d(uv, zn, K, kp3d[:, sk.ROOT, 2], scale)
+    pred3d = g["pred3d"]
     e2 = metrics.evaluate_2d(uv, kp2d, vis)
     ez = metrics.depth_error(pred3d[..., 2], kp3d[..., 2], vis)
     e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
@@ -107,20 +205,16 @@ def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) ->
         "pa_auc_0_50": pa["auc_0_50"], "pa_auc_20_50": pa["auc_20_50"],
     }
     if "z_root" in p:  # 2.5D: the model's own root depth (refined closed form) x GT scale
-        from ..models.root_depth import reconstruct_25d
-        t = lambda x: torch.as_tensor(x)  # noqa: E731
-        zr = np.asarray(p["z_root"], dtype=np.float64)[sel]
-        rec = reconstruct_25d(t(uv), t(zn), t(K), t(zr), t(scale)).numpy()
+        rec, zr = _recovered_root(p, g)
         er = metrics.evaluate_3d(rec, kp3d, vis, align="none")
         out.update({"rec_epe_mm": er["epe_mean_mm"], "rec_auc_0_50": er["auc_0_50"],
                     "rec_auc_20_50": er["auc_20_50"],
                     "rec_z_err_mm": metrics.depth_error(rec[..., 2], kp3d[..., 2], vis)["mean_abs_z_mm"],
-                    "root_err_mm": float(np.mean(np.abs(zr * scale - kp3d[:, sk.ROOT, 2])))})
+                    "root_err_mm": _root_err(zr, g)})
     else:
         out.update({k: math.nan for k in ("rec_epe_mm", "rec_auc_0_50", "rec_auc_20_50",
                                           "rec_z_err_mm", "root_err_mm")})
     if limits is not None:
-        from ..bmc import violation_rates
         out.update(violation_summary(pred3d, limits))
     else:
         out["bmc_violation_items"] = out["bmc_violation_any"] = math.nan
