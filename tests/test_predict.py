@@ -14,10 +14,9 @@ import torch
 
 from weakhand import camera
 from weakhand import predict as P
-from weakhand.cai import CaiPoseNet, PoseNetConfig
-from weakhand.cli import main as cli_main
-from weakhand.models import DepthRegularizer
-from weakhand.models.pose25d import Pose25DConfig, Pose25DNet
+from weakhand.workbook.cli import main as cli_main
+from weakhand.models import CaiPoseNet, DepthRegularizer, PoseNetConfig
+from weakhand.models.pose25d_net import Pose25DConfig, Pose25DNet
 from weakhand.train import Trainer
 from weakhand.train.checkpoint import write_checkpoint
 
@@ -26,21 +25,27 @@ CAI_CFG = PoseNetConfig(width=8, n_stages=1, reg_width=8, reg_hidden=16)
 P25_CFG = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
 
 
-def _save(model, path: Path, name: str, config: dict) -> Path:
-    """A checkpoint exactly as Trainer writes it (Trainer.state_dict + write_checkpoint)."""
+def _save(model, path: Path, name: str, config: dict, legacy: bool = False) -> Path:
+    """A checkpoint exactly as Trainer writes it (Trainer.state_dict + write_checkpoint); with
+    `legacy`, as older Trainers wrote it (no ``model_specs``: the models do not describe
+    themselves)."""
     models = model if isinstance(model, dict) else {"model": model}
     params = [p for m in models.values() for p in m.parameters()]
     kw = ({"loss_fn": lambda b, o: o} if not isinstance(model, dict)
           else {"step_fn": lambda m, b: {"loss": torch.zeros(())}})
     tr = Trainer(model, torch.optim.Adam(params), run_dir=path.parent.parent, name=name,
                  max_steps=0, config=config, show_progress=False, device="cpu", **kw)
-    write_checkpoint(tr.state_dict(), path)
+    ckpt = tr.state_dict()
+    if legacy:
+        del ckpt["model_specs"]
+    write_checkpoint(ckpt, path)
     return path
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
-    """A fake run folder with a Cai stage-1 (with "net"), a Cai stage-3 (without "net"), a 2.5D
+    """A fake run folder with a Cai stage-1 (with "net"), an older Cai stage-3 (without "net" nor
+    model_specs), a 2.5D
     checkpoint, a stage-2 regulariser and a low-lr stage-3 holding {"pose", "reg"}."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("run")
@@ -48,7 +53,7 @@ def run(tmp_path_factory) -> dict:
     cai = CaiPoseNet(CAI_CFG)
     s1 = _save(cai, root / "stage1_pose" / "best.pt", "stage1_pose", {**base, "net": CAI_CFG.to_dict()})
     cai3 = CaiPoseNet(CAI_CFG)
-    s3 = _save(cai3, root / "stage3_2d" / "last.pt", "stage3_2d", {**base, "variant": "2d"})
+    s3 = _save(cai3, root / "stage3_2d" / "last.pt", "stage3_2d", {**base, "variant": "2d"}, legacy=True)
     p25 = Pose25DNet(P25_CFG)
     with torch.no_grad():  # a refiner that moves the root away from the closed form
         p25.refiner.mlp[-1].bias.fill_(0.5)
@@ -120,7 +125,7 @@ def test_folder_cai_outputs_and_bad_inputs(run, images, tmp_path):
 
     doc = json.loads((out / "predictions.json").read_text())
     assert doc["format"] == P.FORMAT and doc["checkpoint"]["kind"] == "cai"
-    assert doc["checkpoint"]["net_config_source"] == "checkpoint config"
+    assert doc["checkpoint"]["net_config_source"] == "checkpoint"  # its own model_specs
     recs = {r["image"]: r for r in doc["images"]}
     assert list(recs) == ["a.png", "b_wide.png", "bad.png", "c_grey.png", "d_rgba.png"]
     assert recs["bad.png"]["ok"] is False and "error" in recs["bad.png"]
@@ -231,7 +236,7 @@ def test_checkpoint_kinds(run, tmp_path):
         P.load_predictor(run["reg"], device="cpu")
     pred = P.load_predictor(run["lowlr"], device="cpu")   # {"pose", "reg"}: the pose network
     assert pred.kind == "cai" and pred.name == "stage3_2d_depth"
-    # stage 3 without config["net"]: from the run's stage-1 checkpoint, with its own weights
+    # an older stage 3 without config["net"]: from the run's stage-1 checkpoint, with its own weights
     pred = P.load_predictor(run["stage3"].parent, device="cpu")  # folder -> last.pt
     assert str(run["stage1"]) in pred.net_config_source and pred.train_size == SIZE
     for k, v in pred.model.state_dict().items():
@@ -243,6 +248,10 @@ def test_checkpoint_kinds(run, tmp_path):
     write_checkpoint(ck, lone)
     with pytest.raises(P.PredictError, match=r"config\['net'\].*stage1_pose"):
         P.load_predictor(lone, device="cpu")
+    # a checkpoint that describes itself needs neither config["net"] nor its run folder
+    alone = tmp_path / "alone" / "stage3_2d" / "last.pt"
+    _save(CaiPoseNet(CAI_CFG), alone, "stage3_2d", {"train_size": SIZE})
+    assert P.load_predictor(alone, device="cpu").net_config_source == "checkpoint"
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(P.PredictError, match="corrupt"):

@@ -8,14 +8,16 @@
 
     weakhand predict runs/cpu/pose25d_2d/last.pt my_crops/ --out my_crops_pred/
 
-**Checkpoints.** The RGB pose networks: :class:`weakhand.cai.CaiPoseNet` (Cai family,
-``stage1_pose/`` and ``stage3_<variant>/``) and :class:`weakhand.models.pose25d.Pose25DNet`
+**Checkpoints.** The RGB pose networks: :class:`weakhand.models.CaiPoseNet` (Cai family,
+``stage1_pose/`` and ``stage3_<variant>/``) and :class:`weakhand.models.pose25d_net.Pose25DNet`
 (2.5D family, ``pose25d_stage1/`` and ``pose25d_<variant>/``). Other kinds (the depth teacher,
 the stage-2 regulariser) are refused with a message naming what the file holds. A run folder's
-sub-folder may be given instead of a file (``best.pt``, else ``last.pt``). The network
-configuration is the checkpoint's ``config["net"]``; checkpoints written without it (older
-Cai stage-3 runs) take it from the run's stage-1 checkpoint (``<run>/stage1_pose/best.pt``,
-found next to the checkpoint's folder or under ``config["run_dir"]``). The input size is
+sub-folder may be given instead of a file (``best.pt``, else ``last.pt``). The network is
+rebuilt from the checkpoint's own description (kind and configuration) by
+:func:`weakhand.models.registry.build_model`; older checkpoints fall back to ``config["net"]``,
+and those written without it (older Cai stage-3 runs) to the run's stage-1 checkpoint
+(``<run>/stage1_pose/best.pt``, found next to the checkpoint's folder or under
+``config["run_dir"]``): see :func:`weakhand.train.checkpoint.model_specs`. The input size is
 ``config["train_size"]``.
 
 **Images.** Inputs must be *hand-centred crops*, like the training data: the hand roughly
@@ -86,7 +88,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -121,9 +123,6 @@ MAX_WORK_SIDE = 1024
 OUTPUT_MANIFEST = ".weakhand-predict.json"
 OUTPUT_MANIFEST_FORMAT = "weakhand.predict-output"
 
-#: accepted model classes -> kind
-ACCEPTED = {"CaiPoseNet": "cai", "Pose25DNet": "pose25d"}
-_STAGE1_FOLDER = {"cai": "stage1_pose", "pose25d": "pose25d_stage1"}
 _OTHER_KINDS = {
     "DenseDepthNet": "the dense depth model / depth teacher of notebook 40 (it reads depth "
                      "images, not RGB)",
@@ -198,16 +197,6 @@ class Predictor:
         return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _guess_class(state_dict: Mapping[str, Any]) -> str | None:
-    keys = list(state_dict)
-    has = lambda p: any(k.startswith(p) for k in keys)  # noqa: E731
-    if has("pose.") and has("reg."):
-        return "CaiPoseNet"
-    if has("stem.") and has("stages.") and has("head."):
-        return "Pose25DNet"
-    return None
-
-
 def _resolve_checkpoint_path(path: Path) -> Path:
     if path.is_dir():
         for f in ("best.pt", "last.pt"):
@@ -217,54 +206,25 @@ def _resolve_checkpoint_path(path: Path) -> Path:
     return path
 
 
-def _net_config_from(kind: str, cfg: Mapping[str, Any]):
-    from .cai import PoseNetConfig
-    from .models.pose25d import Pose25DConfig
-
-    cls = PoseNetConfig if kind == "cai" else Pose25DConfig
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise PredictError(f"network configuration has keys {unknown} that {cls.__name__} does not "
-                           f"know (checkpoint from a newer weakhand?)")
-    d = dict(cfg)
-    if "blocks" in d:
-        d["blocks"] = tuple(d["blocks"])
-    return cls(**d)
-
-
-def _stage1_candidates(kind: str, path: Path, config: Mapping[str, Any]) -> list[Path]:
-    folder = _STAGE1_FOLDER[kind]
-    roots = [path.resolve().parent.parent]
-    if config.get("run_dir"):
-        roots.append(Path(config["run_dir"]))
-    out = []
-    for r in roots:
-        for f in ("best.pt", "last.pt"):
-            c = r / folder / f
-            if c not in out:
-                out.append(c)
-    return out
-
-
 def load_predictor(checkpoint: str | os.PathLike, device: str = "auto",
                    batch_size: int = 32) -> Predictor:
     """Load a pose checkpoint (CaiPoseNet or Pose25DNet, written by :class:`weakhand.train.Trainer`)
-    into a :class:`Predictor`. Raises :class:`PredictError` with the reason for a missing,
-    corrupt or other-kind checkpoint, or one whose network configuration cannot be found."""
-    from .profiles import resolve_device
-    from .train.checkpoint import CheckpointError, _load_models, read_checkpoint
+    into a :class:`Predictor` (the model rebuilt by :func:`weakhand.models.registry.build_model`).
+    Raises :class:`PredictError` with the reason for a missing, corrupt or other-kind
+    checkpoint, or one whose network configuration cannot be found. The predictor's
+    ``train_size`` is the network's input side in px."""
+    from .models.registry import POSE_FAMILIES, build_model, describe
+    from .device import resolve_device
+    from .train.checkpoint import CheckpointError, model_specs, read_checkpoint
 
     path = _resolve_checkpoint_path(Path(checkpoint))
     try:
         ckpt = read_checkpoint(path)
     except CheckpointError as e:
         raise PredictError(str(e)) from e
-    stored = ckpt.get("models") or {}
-    trainer = ckpt.get("trainer") or {}
-    classes = {k: ((trainer.get("models") or {}).get(k) or {}).get("class") or _guess_class(sd)
-               for k, sd in stored.items()}
-    accepted = [k for k, c in classes.items() if c in ACCEPTED]
+    specs = model_specs(ckpt, path)
+    classes = {k: s["kind"] for k, s in specs.items()}
+    accepted = [k for k, c in classes.items() if c in POSE_FAMILIES]
     name = ckpt.get("name")
     if not accepted:
         held = (", ".join(f"{c or 'an unrecognised model'} ({k!r})" for k, c in classes.items())
@@ -273,54 +233,21 @@ def load_predictor(checkpoint: str | os.PathLike, device: str = "auto",
         raise PredictError(f"{path} is a {name!r} checkpoint holding {held}, not a pose network"
                            f"{': ' + why if why else ''}. {_ACCEPTED_TEXT}.")
     key = next((k for k in ("model", "pose") if k in accepted), accepted[0])
-    model_class = classes[key]
-    kind = ACCEPTED[model_class]
-    config = ckpt.get("config") or {}
-
-    net_cfg, source = config.get("net"), "checkpoint config"
-    train_size = config.get("train_size")
-    if net_cfg is None:
-        tried = _stage1_candidates(kind, path, config)
-        for cand in tried:
-            if cand.is_file() and cand.resolve() != path.resolve():
-                try:
-                    c1 = read_checkpoint(cand, mmap=True).get("config") or {}
-                except CheckpointError:
-                    continue
-                if c1.get("net") is not None:
-                    net_cfg, source = c1["net"], f"stage-1 checkpoint {cand}"
-                    train_size = train_size or c1.get("train_size")
-                    break
-        if net_cfg is None:
-            raise PredictError(
-                f"{path} does not record its network configuration (config['net']) and no "
-                f"stage-1 checkpoint with one was found (tried: {', '.join(map(str, tried))}); "
-                f"keep the checkpoint inside its run folder next to {_STAGE1_FOLDER[kind]}/")
-    if not train_size:
-        raise PredictError(f"{path} does not record the network input size (config['train_size'])")
-    try:
-        cfg = _net_config_from(kind, net_cfg)
-    except TypeError as e:
-        raise PredictError(f"{path}: bad network configuration {net_cfg!r} ({e})") from e
-    if kind == "cai":
-        from .cai import CaiPoseNet
-        model = CaiPoseNet(cfg)
-    else:
-        from .models.pose25d import Pose25DNet
-        model = Pose25DNet(cfg)
-    try:
-        _load_models(ckpt, {key: model}, path, strict=True)
-    except CheckpointError as e:
-        raise PredictError(f"{e} (network configuration from the {source})") from e
+    spec = specs[key]
     try:
         dev = resolve_device(device)
     except (RuntimeError, ValueError) as e:
         raise PredictError(str(e)) from e
-    model.to(dev).eval()
-    return Predictor(model=model, kind=kind, model_class=model_class, train_size=int(train_size),
-                     checkpoint=path, device=dev, name=name, step=ckpt.get("step"),
-                     net_config=cfg.to_dict(), net_config_source=source,
-                     batch_size=max(1, int(batch_size)))
+    try:
+        model = build_model(ckpt, key, device=dev, path=path)
+    except CheckpointError as e:
+        raise PredictError(str(e)) from e
+    if not spec["input_size"]:
+        raise PredictError(f"{path} does not record the network input size (config['train_size'])")
+    return Predictor(model=model, kind=POSE_FAMILIES[spec["kind"]], model_class=spec["kind"],
+                     train_size=int(spec["input_size"]), checkpoint=path, device=dev, name=name,
+                     step=ckpt.get("step"), net_config=describe(model)["config"],
+                     net_config_source=spec["source"], batch_size=max(1, int(batch_size)))
 
 
 # ============================================================================================

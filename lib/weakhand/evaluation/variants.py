@@ -16,8 +16,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..runs import split_seeded_name
-from ..train.checkpoint import CheckpointError, checkpoint_info, load_checkpoint
+from ..workbook.runs import split_seeded_name
+from ..train.checkpoint import CheckpointError, checkpoint_info
 
 FAMILIES = ("cai", "pose25d")
 FAMILY_LABELS = {"cai": "Cai (GT root)", "pose25d": "2.5D"}
@@ -60,8 +60,7 @@ class TrainedVariant:
 
 
 def _known_variants(family: str) -> set[str]:
-    from .. import cai, pose25d
-    return set((cai if family == "cai" else pose25d).VARIANTS)
+    return set(_method(family).VARIANTS)
 
 
 def discover(run_dir: str | os.PathLike, families: Iterable[str] = FAMILIES,
@@ -90,35 +89,25 @@ def discover(run_dir: str | os.PathLike, families: Iterable[str] = FAMILIES,
     return sorted(found, key=lambda v: (FAMILIES.index(v.family), ROW_ORDER.index(v.variant), v.seed))
 
 
-def _net_config(tv: TrainedVariant, info: dict) -> dict:
-    net = info["config"].get("net")
-    if net:
-        return net
-    # stage-3 checkpoints written before the network config was stored: stage 1 defines it
-    stage1 = tv.checkpoint.parent.parent / _STAGE1[tv.family]
-    if stage1.is_file():
-        net = checkpoint_info(stage1)["config"].get("net")
-    if not net:
-        raise CheckpointError(f"{tv.checkpoint}: no network configuration in the checkpoint and "
-                              f"none in {stage1}", tv.checkpoint)
-    return net
+def _method(family: str):
+    """The method module of a model family (its ``VARIANTS`` table and ``predict``)."""
+    from ..methods import cai, spurr_bmc
+    return cai if family == "cai" else spurr_bmc
 
 
 def load_model(tv: TrainedVariant, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode on `device`, checkpoint info). The info's ``config["train_size"]``
-    is the crop size the model expects."""
+    """(model in eval mode on `device`, checkpoint info), the model rebuilt by
+    :func:`weakhand.models.registry.build_model` (the pose network of a stage-3 run that also
+    trained its regulariser). The info's ``config["train_size"]`` is the crop size (px) the
+    model expects. CheckpointError when the checkpoint holds a model of another family."""
+    from ..models.registry import POSE_FAMILIES, build_model
+
     info = checkpoint_info(tv.checkpoint)
-    net = _net_config(tv, info)
-    if tv.family == "cai":
-        from ..cai import CaiPoseNet, PoseNetConfig
-        model = CaiPoseNet(PoseNetConfig(**net))
-    else:
-        from ..models.pose25d import Pose25DConfig, Pose25DNet
-        model = Pose25DNet(Pose25DConfig(**{**net, "blocks": tuple(net.get("blocks", (1, 1, 1)))}))
-    stored = set(info.get("models", []))
-    # a stage-3 run with a trainable regulariser stores {"pose", "reg"}: evaluate the pose net
-    load_checkpoint(tv.checkpoint, {"pose": model} if "pose" in stored else model)
-    return model.to(device).eval(), info
+    model = build_model(tv.checkpoint, device=device)
+    if POSE_FAMILIES.get(type(model).__name__) != tv.family:
+        raise CheckpointError(f"{tv.checkpoint} holds a {type(model).__name__}, not a model of the "
+                              f"{tv.family!r} family", tv.checkpoint)
+    return model, info
 
 
 def train_size(info: dict) -> int:
@@ -137,7 +126,6 @@ def predict(tv: TrainedVariant, model: torch.nn.Module, loader, device: str = "c
     numpy ``uv`` (N,21,2) input px, ``zn`` (N,21) root-relative depth / scale bone, for 2.5D
     also ``z_root`` / ``z_root_closed`` (N,) in scale-bone units, plus the labels
     (kp2d, kp3d mm, vis, K of the crop, has_3d) and ``index`` (N,) dataset indices."""
-    from .. import cai, pose25d
-    p = (cai if tv.family == "cai" else pose25d).predict(model, loader, device)
+    p = _method(tv.family).predict(model, loader, device)
     p["index"] = np.arange(len(p["uv"]))
     return p

@@ -6,6 +6,10 @@ A checkpoint is one ``torch.save`` file (a plain dict, loadable with ``weights_o
     name, step, epoch        trainer name; optimizer steps done; epoch index of the next batch
     batch_in_epoch           batches of `epoch` already consumed (the data position)
     models                   {module name: state_dict}  (a single model is stored as "model")
+    model_specs              {module name: {"kind": class name, "config": constructor config}}:
+                             what each model is, so that it can be rebuilt
+                             (:func:`weakhand.models.registry.build_model`; older checkpoints
+                             lack it: see :func:`model_specs`)
     optimizer, scheduler, scaler   state_dicts (None when absent)
     rng                      RNG states at save time (torch, cuda, numpy, python)
     epoch_rng                RNG + loader-generator states at the start of `epoch` (for resume)
@@ -45,7 +49,8 @@ VERSION = 1
 SINGLE_MODEL_KEY = "model"
 
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "UnsafeCheckpointError",
-           "checkpoint_info", "load_checkpoint", "read_checkpoint", "write_checkpoint",
+           "checkpoint_info", "describe_models", "load_checkpoint", "model_specs",
+           "read_checkpoint", "write_checkpoint",
            "restore_scheduler", "rng_state", "set_rng_state", "FORMAT", "VERSION"]
 
 
@@ -190,6 +195,14 @@ def write_checkpoint(ckpt: Mapping[str, Any], paths: str | os.PathLike | Iterabl
     return [atomic_write_bytes(p, data) for p in paths]
 
 
+def describe_models(models: Mapping[str, nn.Module]) -> dict[str, dict[str, Any]]:
+    """The checkpoint's ``model_specs`` entry: {name: {"kind": class name, "config": its
+    constructor configuration as plain data (None for a class the registry does not know)}}
+    (no arrays)."""
+    from ..models.registry import describe
+    return {name: describe(m) for name, m in models.items()}
+
+
 _SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.Size, torch.dtype,
                 torch.device)
 
@@ -283,6 +296,87 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
         raise CheckpointError(f"checkpoint {path} has format version {ckpt['version']}, newer than "
                               f"this weakhand (version {VERSION}); update the code", path)
     return ckpt
+
+
+# --------------------------------------------------------------------------------------------
+# what a checkpoint holds
+
+def model_specs(ckpt: Mapping[str, Any], path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """What each stored model of a checkpoint dict (read from `path`) is:
+    ``{name: {"kind", "config", "input_size", "source"}}`` with kind the class name (None if
+    unknown), config its constructor configuration (None if not recorded; ``"missing"`` then
+    says why), input_size the side in px of the square crops it was trained on
+    (``config["train_size"]``; None if not recorded), source where kind and config came from.
+
+    Checkpoints written since they describe themselves carry ``model_specs``; older ones go
+    through the one fallback, :func:`_legacy_model_specs`.
+    """
+    saved = ckpt.get("model_specs")
+    if not saved:
+        return _legacy_model_specs(ckpt, Path(path))
+    size = (ckpt.get("config") or {}).get("train_size")
+    return {name: {"kind": d.get("kind"), "config": d.get("config"), "input_size": size,
+                   "source": "checkpoint"} for name, d in saved.items()}
+
+
+#: older Cai/2.5D stage-3 checkpoints without config["net"]: their run's stage-1 folder holds it
+_LEGACY_STAGE1 = {"CaiPoseNet": "stage1_pose", "Pose25DNet": "pose25d_stage1"}
+
+
+def _legacy_kind(state_dict: Mapping[str, Any]) -> str | None:
+    keys = list(state_dict)
+    has = lambda p: any(k.startswith(p) for k in keys)  # noqa: E731
+    if has("pose.") and has("reg."):
+        return "CaiPoseNet"
+    if has("stem.") and has("stages.") and has("head."):
+        return "Pose25DNet"
+    return None
+
+
+def _legacy_model_specs(ckpt: Mapping[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    """THE fallback for checkpoints written before ``model_specs``: the kind from the trainer's
+    settings (``trainer["models"][name]["class"]``, else guessed from the state-dict keys), the
+    configuration from the notebook's config: ``config["net"]`` (pose networks; a Cai/2.5D
+    stage-3 checkpoint without it takes its run's stage-1 one: ``<run>/stage1_pose`` or
+    ``<run>/pose25d_stage1``, best.pt then last.pt, next to the checkpoint's folder or under
+    ``config["run_dir"]``), ``config["reg_size"/"reg_dropout"]`` (the stage-2 regulariser),
+    ``config["dense"]`` (the depth teacher)."""
+    config = ckpt.get("config") or {}
+    classes = (ckpt.get("trainer") or {}).get("models") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, sd in (ckpt.get("models") or {}).items():
+        kind = (classes.get(name) or {}).get("class") or _legacy_kind(sd)
+        spec: dict[str, Any] = {"kind": kind, "config": None,
+                                "input_size": config.get("train_size"), "source": "checkpoint config"}
+        if kind in _LEGACY_STAGE1:
+            spec["config"] = config.get("net")
+            if spec["config"] is None:
+                spec.update(_legacy_stage1_net(kind, path, config))
+        elif kind == "DepthRegularizer" and config.get("reg_size"):
+            spec["config"] = {"out_size": config["reg_size"], "dropout": config.get("reg_dropout", 0.2)}
+        elif kind == "DenseDepthNet" and config.get("dense"):
+            d = config["dense"]
+            spec["config"] = {k: d[k] for k in ("stacks", "width", "hg_depth", "head", "dropout") if k in d}
+        out[name] = spec
+    return out
+
+
+def _legacy_stage1_net(kind: str, path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+    folder = _LEGACY_STAGE1[kind]
+    roots = [path.resolve().parent.parent] + ([Path(config["run_dir"])] if config.get("run_dir") else [])
+    tried = list(dict.fromkeys(r / folder / f for r in roots for f in ("best.pt", "last.pt")))
+    for cand in tried:
+        if cand.is_file() and cand.resolve() != path.resolve():
+            try:
+                c1 = read_checkpoint(cand, mmap=True).get("config") or {}
+            except CheckpointError:
+                continue
+            if c1.get("net") is not None:
+                return {"config": c1["net"], "source": f"stage-1 checkpoint {cand}",
+                        "input_size": config.get("train_size") or c1.get("train_size")}
+    return {"missing": f"{path} does not record its network configuration (config['net']) and no "
+                       f"stage-1 checkpoint with one was found (tried: {', '.join(map(str, tried))}); "
+                       f"keep the checkpoint inside its run folder next to {folder}/"}
 
 
 def _first_line(exc: BaseException) -> str:
