@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..camera import heatmap_to_input, input_to_heatmap  # the grid convention, re-exported
 from ..skeleton import NUM_JOINTS, _is_torch
 
 DEFAULT_BETA = 20.0
@@ -35,16 +36,6 @@ DEFAULT_SIGMA = 2.0  # heatmap pixels (= 8 input px at stride 4)
 
 # ----------------------------------------------------------------------------------------------
 # heatmap <-> coordinates
-
-
-def heatmap_to_input(idx, stride: float):
-    """Heatmap cell coordinate(s) -> input-image pixel coordinate(s): (i + 0.5) * stride - 0.5."""
-    return (idx + 0.5) * stride - 0.5
-
-
-def input_to_heatmap(u, stride: float):
-    """Input-image pixel coordinate(s) -> heatmap cell coordinate(s): (u + 0.5) / stride - 0.5."""
-    return (u + 0.5) / stride - 0.5
 
 
 def soft_argmax(heatmaps: torch.Tensor, beta=DEFAULT_BETA, mode: str = "softmax",
