@@ -3,9 +3,9 @@ import numpy as np
 import torch
 
 from weakhand import camera
-from weakhand.cai import (CaiPoseNet, PoseNetConfig, evaluate_predictions, joint_labels,
-                          pose_losses)
-from weakhand.models import root_relative_depth
+from weakhand.methods.base import joint_labels
+from weakhand.methods.cai import evaluate_predictions, losses
+from weakhand.models import CaiPoseNet, PoseNetConfig, root_relative_depth
 
 
 def _batch(b=4, s=32, seed=0):
@@ -35,12 +35,12 @@ def test_joint_labels_mask_weak_samples():
     np.testing.assert_allclose(lab["zn"][:2].numpy(), root_relative_depth(kp3d[:2]), atol=1e-4)
 
 
-def test_pose_losses_finite_on_mixed_batch_and_depth_ignores_weak_samples():
+def test_losses_finite_on_mixed_batch_and_depth_ignores_weak_samples():
     torch.manual_seed(0)
     model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
     batch, _ = _batch()
     out = model(batch)
-    terms = pose_losses(batch, out, sigma=1.5, stride=model.stride)
+    terms = losses(batch, out, sigma=1.5, stride=model.stride)
     assert torch.isfinite(terms["loss"]) and terms["depth"] > 0 and terms["heatmap"] > 0
     terms["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -48,8 +48,8 @@ def test_pose_losses_finite_on_mixed_batch_and_depth_ignores_weak_samples():
     out2 = {k: (v.detach().clone() if torch.is_tensor(v) else [x.detach() for x in v])
             for k, v in out.items()}
     out2["zn"][3] += 50.0
-    assert torch.equal(pose_losses(batch, out2, 1.5, model.stride)["depth"],
-                       pose_losses(batch, {**out2, "zn": out["zn"].detach()}, 1.5, model.stride)["depth"])
+    assert torch.equal(losses(batch, out2, 1.5, model.stride)["depth"],
+                       losses(batch, {**out2, "zn": out["zn"].detach()}, 1.5, model.stride)["depth"])
 
 
 def test_evaluation_of_a_perfect_prediction():
@@ -67,7 +67,8 @@ def test_evaluation_of_a_perfect_prediction():
 
 
 def test_depth_map_targets_and_regularizer_step_masks():
-    from weakhand.cai import depth_map_targets, regularizer_step
+    from weakhand.methods.cai import regularizer_step
+    from weakhand.models import depth_map_targets
     from weakhand.models import DepthRegularizer
 
     batch, kp3d = _batch()
@@ -93,7 +94,7 @@ def test_depth_map_targets_and_regularizer_step_masks():
 
 
 def test_weak_anchor_uses_gt_for_3d_samples_and_depth_prior_otherwise():
-    from weakhand.cai import weak_anchor, wrist_depth
+    from weakhand.methods.weak_signals import weak_anchor, wrist_depth
 
     batch, kp3d = _batch()
     s = batch["image"].shape[-1]
@@ -128,17 +129,17 @@ def _frozen_reg(size=16):
     return reg.requires_grad_(False)
 
 
-def test_stage3_step_regularizer_term_only_with_regularizer():
-    from weakhand.cai import Stage3Options, stage3_step, weak_signals_for
+def test_step_regularizer_term_only_with_regularizer():
+    from weakhand.methods.cai import Stage3Options, step, weak_signals_for
 
     torch.manual_seed(0)
     batch, _ = _depth_batch()
     model = CaiPoseNet(PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
-    no_reg = stage3_step(model, batch, 1.5)
+    no_reg = step(model, batch, 1.5)
     assert "depth_map" not in no_reg
     sig = weak_signals_for("2d_depth", Stage3Options(), regularizer=_frozen_reg(), reg_size=16,
                            prior={"skin_offset_mm": 10.0, "s_mm": 45.0})
-    out = stage3_step(model, batch, 1.5, sig)
+    out = step(model, batch, 1.5, sig)
     assert torch.isfinite(out["loss"]) and out["depth_map"] > 0
     out["loss"].backward()
     grads = [p.grad for p in model.reg.parameters() if p.grad is not None]
@@ -148,7 +149,7 @@ def test_stage3_step_regularizer_term_only_with_regularizer():
 def test_regularizer_gradient_never_reaches_the_2d_network():
     """Cai et al. §3.3: with weak_grad="head" the depth-map term of weak samples trains the depth
     regression only; with "all" (the old deviation) it also reaches the 2D network."""
-    from weakhand.cai import Stage3Options, stage3_step, weak_signals_for
+    from weakhand.methods.cai import Stage3Options, step, weak_signals_for
 
     batch, _ = _depth_batch()
     batch["has_3d"] = torch.zeros(4, dtype=torch.bool)       # all weak: no supervised depth term
@@ -168,11 +169,11 @@ def test_regularizer_gradient_never_reaches_the_2d_network():
         assert (g2d > 0) == reaches_2d, (weak_grad, g2d)
 
 
-def test_stage3_step_head_only_keeps_2d_network_free_of_weak_gradients():
+def test_step_head_only_keeps_2d_network_free_of_weak_gradients():
     """The whole stage-3 step: with weak_grad="head" the 2D network's gradient is the same with
     the weak depth-map term at λ = 1 and at λ = 0 (the term adds nothing to it); with "all" the
     term changes it."""
-    from weakhand.cai import Stage3Options, stage3_step, weak_signals_for
+    from weakhand.methods.cai import Stage3Options, step, weak_signals_for
 
     batch, _ = _depth_batch()
     prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
@@ -185,7 +186,7 @@ def test_stage3_step_head_only_keeps_2d_network_free_of_weak_gradients():
             b = {k: (v.double() if v.is_floating_point() else v) for k, v in batch.items()}
             sig = weak_signals_for("2d_depth", Stage3Options(reg_weight=lam, weak_grad=weak_grad),
                                    regularizer=_frozen_reg().double(), reg_size=16, prior=prior)
-            out = stage3_step(model, b, 1.5, sig, weak_grad=weak_grad)
+            out = step(model, b, 1.5, sig, weak_grad=weak_grad)
             out["loss"].backward()
             assert lam == 0.0 or out["depth_map"] > 0
             grads.append(torch.cat([p.grad.flatten() for p in model.pose.parameters()]))
@@ -195,7 +196,7 @@ def test_stage3_step_head_only_keeps_2d_network_free_of_weak_gradients():
 
 def test_regularizer_sees_the_labelled_2d():
     """input_2d="label": moving the predicted (u, v) does not change the term; "pred": it does."""
-    from weakhand.weak_signals import RegularizerSignal
+    from weakhand.methods.weak_signals import RegularizerSignal
 
     batch, kp3d = _depth_batch()
     batch["has_3d"] = torch.zeros(4, dtype=torch.bool)
@@ -213,7 +214,8 @@ def test_regularizer_sees_the_labelled_2d():
 def test_empty_mask_sample_does_not_change_batchnorm_statistics():
     """Stage 2: a crop without hand pixels must not enter the regulariser's forward pass (its
     joint input would be ~1e5 and its batch statistics would poison BatchNorm)."""
-    from weakhand.cai import depth_map_targets, regularizer_step
+    from weakhand.methods.cai import regularizer_step
+    from weakhand.models import depth_map_targets
     from weakhand.models import DepthRegularizer
 
     batch, kp3d = _depth_batch()
@@ -236,9 +238,9 @@ def test_empty_mask_sample_does_not_change_batchnorm_statistics():
     assert max(float(v.max()) for v in stats[0]) < 1e3
 
 
-def test_build_stage3_wires_variants_from_checkpoints(tmp_path):
+def test_build_wires_variants_from_checkpoints(tmp_path):
     import pytest
-    from weakhand.cai import build_stage3
+    from weakhand.methods.cai import Stage3Options, build
     from weakhand.models import DepthRegularizer
     from weakhand.train import Trainer
 
@@ -254,21 +256,23 @@ def test_build_stage3_wires_variants_from_checkpoints(tmp_path):
     t2.fit([batch], resume=False)
     prior = {"skin_offset_mm": 10.0, "s_mm": 45.0}
     reg_cfg = {"reg_size": 16, "reg_dropout": 0.2}
-    models, opt, step, model = build_stage3("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)
+    st = build("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)
+    models, opt, step, model = st.models, st.optimizer, st.step, st.model
+    assert st.options == Stage3Options() and st.scheduler is None
     assert models is model and len(opt.param_groups) == 1          # frozen: outside the Trainer
     torch.testing.assert_close(model.state_dict()["reg.fcs.0.weight"], pose.state_dict()["reg.fcs.0.weight"])
-    models, opt, step, model = build_stage3("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg,
-                                            prior, reg_mode="lowlr", lr=1e-3)
+    st = build("2d_depth", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior, reg_mode="lowlr", lr=1e-3)
+    models, opt, step, model = st.models, st.optimizer, st.step, st.model
     assert torch.isfinite(step(models, _depth_batch()[0])["loss"])
     assert set(models) == {"pose", "reg"} and [g["lr"] for g in opt.param_groups] == [1e-3, 1e-4]
     with pytest.raises(ValueError, match="variant"):
-        build_stage3("3d", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)
+        build("3d", net_cfg, t1.last_path, t2.last_path, reg_cfg, prior)
 
 
 def test_hand_only_regularizer_ignores_background_pixels():
     """2d_depth_hand: the L1 is taken over hand pixels only, so an error confined to the
     background changes the faithful term but not the hand-only one."""
-    from weakhand.weak_signals import RegularizerSignal
+    from weakhand.methods.weak_signals import RegularizerSignal
 
     batch, kp3d = _depth_batch()
     batch["has_3d"] = torch.zeros(4, dtype=torch.bool)

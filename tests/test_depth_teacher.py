@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from weakhand import cai
-from weakhand import depth_teacher as dt
+from weakhand.methods import cai
+from weakhand.methods import wan_dense as dt
+from weakhand.methods.base import joint_labels
 from weakhand.data import DEFAULT_FIELDS, HandDataset, load_dataset
 from weakhand.dense import dense_targets
 from weakhand.losses import depth_loss
@@ -52,7 +53,7 @@ class _Oracle(torch.nn.Module):
 
 def test_inference_recovers_joints_from_perfect_fields(data):
     b = _batch(data, size=64)
-    cfg = dt.DenseConfig()
+    cfg = dt.Config()
     geo = dt.inputs(b, cfg)
     tgt = dense_targets(geo["points"], geo["valid"], b["kp3d"].float(), b["kp2d"].float(), radius=cfg.radius)
     r = dt.infer(_Oracle(tgt), b, cfg)
@@ -65,19 +66,19 @@ def test_inference_recovers_joints_from_perfect_fields(data):
 def test_training_step_and_direct_head(data):
     b = _batch(data)
     for head in ("dense", "direct"):
-        cfg = dt.DenseConfig(width=8, stacks=2, hg_depth=3, head=head)
+        cfg = dt.Config(width=8, stacks=2, hg_depth=3, head=head)
         model = cfg.model()
-        terms = dt.dense_step(model, b, cfg)
+        terms = dt.step(model, b, cfg)
         assert torch.isfinite(terms["loss"]) and terms["loss"] > 0
         terms["loss"].backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         assert ("direct" in terms) == (head == "direct")
-        p = dt.predict(model, [b], cfg, "cpu")
+        p = dt.predict(model, [b], "cpu", cfg=cfg)
         assert p["pred3d"].shape == (6, 21, 3) and np.isfinite(p["pred3d"]).all()
         r = dt.evaluate(p)
         assert np.isfinite(r["epe_mm"]) and r["per_joint_mm"].shape == (21,)
-    no_h2 = dt.dense_step(dt.DenseConfig(width=8, use_h2=False).model(), b,
-                          dt.DenseConfig(width=8, use_h2=False))
+    no_h2 = dt.step(dt.Config(width=8, use_h2=False).model(), b,
+                          dt.Config(width=8, use_h2=False))
     assert float(no_h2["h2"]) == 0.0
 
 
@@ -107,7 +108,7 @@ def test_confidence_weighted_depth_term():
     batch, _ = cai_batch(b=4, s=32)
     out = {"zn": torch.randn(4, 21)}
     ones = dict(batch, kp3d_conf=torch.ones(4, 21))
-    lab = cai.joint_labels(batch)
+    lab = joint_labels(batch)
     ref = depth_loss(out["zn"], lab["zn"], lab["has_3d"])
     assert torch.allclose(cai.confidence_depth_loss(ones, out), ref)
     zero_first = torch.ones(4, 21)

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from weakhand import bmc, cai, pose25d
+from weakhand import bmc
 from weakhand import skeleton as sk
-from weakhand.models.pose25d import Pose25DConfig, Pose25DNet
+from weakhand.methods import cai, spurr_bmc
+from weakhand.methods.weak_signals import bmc_term
+from weakhand.models import CaiPoseNet
+from weakhand.models.pose25d_net import Pose25DConfig, Pose25DNet
 from weakhand.synth.domains import RENDER
 from weakhand.synth.generator import sample_hand_poses
 from weakhand.train import Trainer
@@ -42,7 +45,7 @@ def test_losses_use_only_the_labels_each_sample_has():
     batch, _ = _batch(b=4, s=32)  # samples 2, 3 have no 3D
     model = _tiny()
     out = model(batch)
-    terms = pose25d.pose25d_losses(batch, out)
+    terms = spurr_bmc.losses(batch, out)
     assert all(torch.isfinite(v) for v in terms.values())
     # the 3D terms ignore the weak samples: their predicted depth gets no gradient from them
     zn = out["zn"]
@@ -57,14 +60,14 @@ def test_bmc_term_acts_on_weak_samples_only_and_stops_at_uv(limits):
     out = model(batch)
     out["uv"].retain_grad()
     out["zn"].retain_grad()
-    terms = cai.bmc_term({"loss": torch.zeros(())}, out, batch, limits, bmc.BMCWeights(), False)
+    terms = bmc_term({"loss": torch.zeros(())}, out, batch, limits, bmc.BMCWeights(), False)
     assert terms["bmc"] > 0 and {"bmc_bone_length", "bmc_root_bones", "bmc_angles"} <= set(terms)
     terms["loss"].backward()
     assert out["uv"].grad is None or out["uv"].grad.abs().sum() == 0
     assert out["zn"].grad[:2].abs().sum() == 0 and out["zn"].grad[2:].abs().sum() > 0
     # all samples fully labelled: nothing is weak, BMC is zero
     full = dict(batch, has_3d=torch.ones(4, dtype=torch.bool))
-    none = cai.bmc_term({"loss": torch.zeros(())}, model(full), full, limits, bmc.BMCWeights(),
+    none = bmc_term({"loss": torch.zeros(())}, model(full), full, limits, bmc.BMCWeights(),
                          False)
     assert float(none["bmc"]) == 0.0
 
@@ -86,25 +89,28 @@ def test_stage3_builders_need_limits_for_bmc_variants(tmp_path, limits):
     cfg = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
     m = Pose25DNet(cfg)
     t = Trainer(m, torch.optim.Adam(m.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
-                step_fn=lambda mm, b: pose25d.stage_step(mm, b), show_progress=False)
+                step_fn=lambda mm, b: spurr_bmc.step(mm, b), show_progress=False)
     t.fit([batch], resume=False)
     with pytest.raises(ValueError, match="needs BMC limits"):
-        pose25d.build_stage3("2d_bmc", cfg, t.last_path)
-    model, opt, step = pose25d.build_stage3("2d_bmc", cfg, t.last_path, limits=limits)
+        spurr_bmc.build("2d_bmc", cfg, t.last_path)
+    st = spurr_bmc.build("2d_bmc", cfg, t.last_path, limits=limits)
+    model, opt, step = st.models, st.optimizer, st.step
+    assert st.model is model
     terms = step(model, batch)
     assert "bmc" in terms and torch.isfinite(terms["loss"])
-    model, opt, step = pose25d.build_stage3("2d", cfg, t.last_path, limits=limits)
+    st = spurr_bmc.build("2d", cfg, t.last_path, limits=limits)
+    model, step = st.model, st.step
     assert "bmc" not in step(model, batch)  # limits are ignored by non-BMC variants
     with pytest.raises(ValueError, match="needs BMC limits"):
-        cai.build_stage3("2d_bmc", cai.PoseNetConfig(width=8, n_stages=1), None, None,
+        cai.build("2d_bmc", cai.Config(width=8, n_stages=1), None, None,
                          {"reg_size": 16}, {})
 
 
 def test_cai_bmc_variant_step_trains(limits):
     batch, _ = _batch(b=4, s=32)
-    net = cai.CaiPoseNet(cai.PoseNetConfig(width=8, n_stages=2, reg_width=8, reg_hidden=16))
+    net = CaiPoseNet(cai.Config(width=8, n_stages=2, reg_width=8, reg_hidden=16))
     sig = cai.weak_signals_for("2d_bmc", cai.Stage3Options(bmc_weight=1.0), limits=limits)
-    out = cai.stage3_step(net, batch, 1.5, sig)
+    out = cai.step(net, batch, 1.5, sig)
     assert out["bmc"] > 0
     out["loss"].backward()
     grads = [p.grad for p in net.reg.parameters() if p.grad is not None]
@@ -116,8 +122,8 @@ def test_evaluation_with_known_and_recovered_root():
     full = dict(batch, kp3d=torch.tensor(kp3d, dtype=torch.float32),
                 has_3d=torch.ones(4, dtype=torch.bool))
     model = _tiny().eval()
-    p = pose25d.predict(model, [full], "cpu")
-    r = pose25d.evaluate_predictions(p)
+    p = spurr_bmc.predict(model, [full], "cpu")
+    r = spurr_bmc.evaluate_predictions(p)
     for key in ("epe_mm", "z_err_mm", "epe_mm_recovered", "z_err_mm_recovered",
                 "root_err_mm_closed", "root_err_mm_refined", "auc_20_50_recovered"):
         assert np.isfinite(r[key]), key
@@ -125,7 +131,7 @@ def test_evaluation_with_known_and_recovered_root():
     from weakhand.models.root_depth import to_25d
     uv, zn, s = to_25d(torch.tensor(kp3d), full["K"].double())
     perfect = dict(p, uv=uv.numpy(), zn=zn.numpy(), z_root=(torch.tensor(kp3d[:, 0, 2]) / s).numpy())
-    r = pose25d.evaluate_predictions(perfect)
+    r = spurr_bmc.evaluate_predictions(perfect)
     assert r["epe_mm"] < 1e-3 and r["epe_mm_recovered"] < 1e-3 and r["root_err_mm_refined"] < 1e-3
 
 
@@ -141,9 +147,9 @@ def test_bmc_lift_from_labels_judges_depth_not_the_2d_error():
              "has_3d": torch.zeros(8, dtype=torch.bool)}
     noisy_uv = uv + 4.0 * torch.randn(uv.shape, generator=torch.Generator().manual_seed(0))
     out = {"uv": noisy_uv, "zn": zn}
-    label = cai.bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "label")
-    pred = cai.bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "pred")
+    label = bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "label")
+    pred = bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "pred")
     assert inside == 0.0 and float(label["bmc"]) == 0.0  # true depth + labelled 2D: plausible
     assert float(pred["bmc"]) > 0.05                     # the same depth with a 4 px 2D error is not
     with pytest.raises(ValueError, match="lift"):
-        cai.bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "gt")
+        bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "gt")

@@ -6,7 +6,7 @@ import torch
 
 from weakhand import camera
 from weakhand import skeleton as sk
-from weakhand import weak_signals as ws
+from weakhand.methods import weak_signals as ws
 from weakhand.evaluation import oracle
 from weakhand.models import root_relative_depth
 

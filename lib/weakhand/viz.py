@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
 
 from . import skeleton as sk
@@ -244,6 +245,18 @@ def save_figure(fig: go.Figure, path) -> "Path":
         from plotly.offline import get_plotlyjs
         atomic_write_text(js, get_plotlyjs())
     return atomic_write_text(path, standalone_html(fig))
+
+
+@torch.no_grad()
+def softmax_heatmaps(model, image: torch.Tensor, device: str) -> tuple:
+    """Last-stage heatmaps of one image (3,S,S) as the readout sees them (spatial softmax with
+    the model's β) and the predicted uv: ((21,h,w) numpy, (21,2) numpy, input px), the inputs of
+    :func:`heatmap_overview`. `model`: a :class:`weakhand.models.CaiPoseNet`."""
+    model.eval()
+    out = model({"image": image[None].to(device)})
+    hm = out["heatmaps"][-1][0]
+    hm = torch.softmax(hm.flatten(1) * model.cfg.beta, -1).reshape(hm.shape)
+    return hm.cpu().numpy(), out["uv"][0].cpu().numpy()
 
 
 def heatmap_overview(image: np.ndarray, heatmaps: np.ndarray, uv_pred: np.ndarray,

@@ -23,7 +23,7 @@ def regularizer_l1(regularizer: torch.nn.Module, dataset, uv: np.ndarray, z_mm: 
     """Mean masked L1 (normalised depth units) between the regulariser's maps rendered from joints
     (uv (N,21,2) input px, z_mm (N,21) camera depth) and the sensor depth maps of
     ``dataset[index]`` (sensor holes excluded, as in training)."""
-    from ..cai import depth_map_targets, regularizer_input_from_3d
+    from ..models import depth_map_targets, regularizer_input_from_3d
     from ..losses import depth_map_loss
 
     regularizer.eval()

@@ -126,7 +126,7 @@ def rendered_depth(regularizer: torch.nn.Module, dataset, s: Mapping[str, Any], 
     """The regulariser's depth maps rendered from a variant's predicted joints and from the true
     joints, next to the sensor's normalised depth map, for chosen rows of score `s`:
     {"sensor", "from_true", "from_pred"} each (n, out_size, out_size) normalised depth."""
-    from ..cai import depth_map_targets, regularizer_input_from_3d
+    from ..models import depth_map_targets, regularizer_input_from_3d
     regularizer.eval()
     items = [dataset[int(s["index"][i])] for i in images]
     batch = {k: torch.stack([it[k] for it in items]) for k in ("image", "depth", "mask")}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from .cai_pose import CaiPoseNet, PoseNetConfig
 from .depth_regression import DepthRegressionNet
-from .depth_regularizer import DepthRegularizer, regularizer_input
+from .depth_regularizer import (DepthRegularizer, depth_map_targets, regularizer_input,
+                                regularizer_input_from_3d)
 from .hourglass import (DenseDepthNet, coordinate_maps, dense_loss, downsample_depth,
                         normalize_depth_crop, unit_vectors)
 from .hand_geometry import (denormalize_joint_depth, normalize_depth_map, normalize_joint_depth,
@@ -21,10 +23,11 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "DEFAULT_BETA", "DEFAULT_SIGMA", "DenseDepthNet", "DepthRegressionNet", "DepthRegularizer",
-    "Encoder", "Pose2DNet", "coordinate_maps", "dense_loss", "downsample_depth",
-    "normalize_depth_crop", "unit_vectors",
-    "count_parameters", "denormalize_joint_depth", "gaussian_heatmaps", "heatmap_to_input",
-    "input_to_heatmap", "normalize_depth_map", "normalize_joint_depth", "reconstruct_3d",
-    "regularizer_input", "root_relative_depth", "soft_argmax",
+    "CaiPoseNet", "DEFAULT_BETA", "DEFAULT_SIGMA", "DenseDepthNet", "DepthRegressionNet",
+    "DepthRegularizer", "Encoder", "Pose2DNet", "PoseNetConfig", "coordinate_maps",
+    "count_parameters", "denormalize_joint_depth", "dense_loss", "depth_map_targets",
+    "downsample_depth", "gaussian_heatmaps", "heatmap_to_input", "input_to_heatmap",
+    "normalize_depth_crop", "normalize_depth_map", "normalize_joint_depth", "reconstruct_3d",
+    "regularizer_input", "regularizer_input_from_3d", "root_relative_depth", "soft_argmax",
+    "unit_vectors",
 ]

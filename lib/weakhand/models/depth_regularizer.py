@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..skeleton import NUM_JOINTS, _is_torch
+from .hand_geometry import normalize_depth_map, normalize_joint_depth
 
 
 def regularizer_input(uv, dn, image_hw: Sequence[float]):
@@ -72,3 +73,48 @@ class DepthRegularizer(nn.Module):
         if joints.shape[-2:] != (self.num_joints, 3):
             raise ValueError(f"expected (B, {self.num_joints}, 3), got {tuple(joints.shape)}")
         return self.net(joints.reshape(joints.shape[0], -1, 1, 1))
+
+
+# ----------------------------------------------------------------------------- targets and inputs
+
+MIN_HAND_PIXELS = 16     # fewer valid hand pixels (full-resolution crop): no depth-map target
+MIN_DEPTH_RANGE_MM = 5.0  # floor of d_range: a degenerate map must not blow up the joint input
+
+
+def depth_map_targets(batch: dict, out_size: int) -> dict:
+    """Normalised depth-map targets of a batch at the regulariser's resolution.
+
+    dn = (d_max − D)/d_range on hand pixels (near → larger), background 0 (paper Eq. 4–5), with
+    d_max/d_range from the hand-mask pixels of the full-resolution crop; the same d_max and
+    range normalise the joints. pixel_valid excludes sensor holes inside the hand (depth 0 under
+    the mask), which are not "background". ``enough`` (B,) marks samples with at least
+    MIN_HAND_PIXELS valid hand pixels: the others have no usable map and must not even enter the
+    regulariser's forward pass (their joint input would be ~1e5 and poison BatchNorm statistics).
+    d_range is floored at MIN_DEPTH_RANGE_MM.
+
+    batch: ``depth`` (B, 1, H, W) mm (0 = hole), ``mask`` (B, 1, H, W) hand mask. Returns
+    {"map": (B, 1, S, S) normalised depth, "pixel_valid": (B, 1, S, S) bool, "d_max": (B,) mm,
+    "d_range": (B,) mm, "enough": (B,) bool, "hand": (B, 1, S, S) hand-pixel fraction}, S = out_size.
+    """
+    depth = batch["depth"][:, 0].float()
+    mask = batch["mask"][:, 0].float()
+    dn, d_max, d_range = normalize_depth_map(depth, mask, eps=MIN_DEPTH_RANGE_MM)
+    n_hand = ((mask > 0) & (depth > 0)).flatten(1).sum(-1)
+    valid = ((depth > 0) | (mask == 0)).float()
+    size = (out_size, out_size)
+    dn_s = torch.nn.functional.interpolate(dn[:, None], size=size, mode="area")
+    valid_s = torch.nn.functional.interpolate(valid[:, None], size=size, mode="area") > 0.999
+    hand_s = torch.nn.functional.interpolate(mask[:, None], size=size, mode="area")
+    return {"map": dn_s, "pixel_valid": valid_s, "d_max": d_max, "d_range": d_range,
+            "enough": n_hand >= MIN_HAND_PIXELS, "hand": hand_s}
+
+
+def regularizer_input_from_3d(kp2d: torch.Tensor, z_mm: torch.Tensor, d_max: torch.Tensor,
+                              d_range: torch.Tensor, image_hw) -> torch.Tensor:
+    """(B,21,3) regulariser input: (u, v) normalised to [0,1] and joint depth normalised with
+    the depth map's d_max and range (may fall slightly outside [0,1]: joints are inside the skin).
+
+    kp2d (B, 21, 2) input px; z_mm (B, 21) camera-frame depth mm; d_max, d_range (B,) mm;
+    image_hw the (H, W) of the input image in px."""
+    dn = normalize_joint_depth(z_mm, d_max, d_range)  # d_max, d_range: (B,)
+    return regularizer_input(kp2d, dn, image_hw)

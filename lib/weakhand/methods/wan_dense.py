@@ -1,5 +1,9 @@
 """Wan et al. (CVPR'18) dense 3D regression from depth, as a baseline and as a teacher.
 
+Interface (as every :mod:`weakhand.methods` module): :class:`Config`, :data:`VARIANTS`,
+:func:`losses`, :func:`step`, :func:`build`, :func:`predict`; plus :func:`infer` (one batch) and
+the teacher's pseudo-labels.
+
 The network (:class:`weakhand.models.hourglass.DenseDepthNet`) sees the depth crop of a
 :class:`weakhand.data.HandDataset` sample, normalised over a 300 mm window centred on the hand's
 median depth (hand mask pixels; the whole crop where no mask is given). Targets come from the
@@ -8,26 +12,29 @@ mean-shifts (:mod:`weakhand.dense.aggregate`). ``head="direct"`` regresses (xyz 
 a pooled feature instead (the ablation "direct regression vs dense voting").
 
 As a **teacher**, the trained model predicts 3D joints for the weakly labelled target RGB-D
-training images; :func:`pseudo_label_data` turns them into a dataset whose ``kp3d`` are those
+training images (:func:`pseudo_labels`); :func:`with_labels` turns them into a dataset whose ``kp3d`` are those
 pseudo-labels (with a per-joint confidence), for stage-3 fine-tuning of the RGB model.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
-from . import camera, metrics
-from . import skeleton as sk
-from .dense import aggregate, dense_targets, point_map
-from .models.hourglass import DenseDepthNet, dense_loss, normalize_depth_crop
+from .. import camera, metrics
+from .. import skeleton as sk
+from ..dense import aggregate, dense_targets, point_map
+from ..models.hourglass import DenseDepthNet, dense_loss, normalize_depth_crop
+from .base import Stage, Variant
 
 DIRECT_UNIT_MM = 100.0
 
 
 @dataclass
-class DenseConfig:
+class Config:
+    """The dense network's architecture and the method's geometry: target ball radius and depth
+    window (mm), voting (top_n candidates, mean-shift bandwidth mm and iterations)."""
     width: int = 32
     stacks: int = 2
     hg_depth: int = 3
@@ -41,9 +48,12 @@ class DenseConfig:
     dropout: float = 0.1
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (JSON- and checkpoint-safe; no arrays)."""
         return asdict(self)
 
     def model(self) -> DenseDepthNet:
+        """A freshly initialised :class:`~weakhand.models.hourglass.DenseDepthNet` of this size
+        (input (B, 1, S, S) normalised depth)."""
         return DenseDepthNet(stacks=self.stacks, width=self.width, hg_depth=self.hg_depth,
                              head=self.head, dropout=self.dropout)
 
@@ -68,8 +78,17 @@ def hand_center(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return cz, c3
 
 
-def inputs(batch: dict, cfg: DenseConfig) -> dict:
-    """Network input and geometry of a batch: dn (B,1,S,S), points/valid at stride 4, centres."""
+#: variants: one row each, named after the head they set in Config (use_h2=False is a knob)
+VARIANTS = {
+    "dense": Variant("pixel-wise 3D heatmaps + offsets, votes and mean-shift (Wan et al.)", target="source"),
+    "direct": Variant("direct regression of (xyz − centre) from a pooled feature (ablation)", target="source"),
+}
+
+
+def inputs(batch: dict, cfg: Config) -> dict:
+    """Network input and geometry of a batch: "dn" (B,1,S,S) normalised depth, "points"
+    (B, S/4, S/4, 3) mm camera frame and "valid" (B, S/4, S/4) at stride 4, "center_z" (B,) mm,
+    "center" (B, 3) mm camera frame."""
     cz, c3 = hand_center(batch)
     depth = batch["depth"].float()
     dn = normalize_depth_crop(depth, cz, cfg.window)
@@ -78,29 +97,49 @@ def inputs(batch: dict, cfg: DenseConfig) -> dict:
     return {"dn": dn, "points": points, "valid": valid, "center_z": cz, "center": c3}
 
 
-def dense_step(model: DenseDepthNet, batch: dict, cfg: DenseConfig) -> dict:
+def losses(batch: dict, out: list, cfg: Config, geo: dict) -> dict:
     """Training loss on samples with 3D labels (source domain): dense L2 on H2/H3/U of every
-    stack (+ L2 on the normalised joints for the direct head)."""
-    geo = inputs(batch, cfg)
+    stack (+ L2 on the normalised joints, in units of 100 mm, for the direct head).
+
+    out: the network's per-stack outputs on geo["dn"]; geo: :func:`inputs` of the batch.
+    Returns {"loss", ...terms} scalars."""
     has3 = batch["has_3d"].bool()
-    preds = model(geo["dn"])
     kp3d = torch.nan_to_num(batch["kp3d"].float(), nan=0.0)
     kp2d = torch.where(has3[:, None, None], batch["kp2d"].float(),
                        torch.full_like(batch["kp2d"].float(), float("nan")))
     tgt = dense_targets(geo["points"], geo["valid"], torch.where(has3[:, None, None], kp3d,
                         torch.full_like(kp3d, float("nan"))), kp2d, stride=4, radius=cfg.radius)
     valid = geo["valid"] & has3[:, None, None]
-    terms = dense_loss(preds, tgt, valid, use_h2=cfg.use_h2)
+    terms = dense_loss(out, tgt, valid, use_h2=cfg.use_h2)
     if cfg.head == "direct":
         target = (kp3d - geo["center"][:, None]) / DIRECT_UNIT_MM
-        err = (preds[-1]["joints"] - target).square().sum(-1).mean(-1)
+        err = (out[-1]["joints"] - target).square().sum(-1).mean(-1)
         direct = (err * has3).sum() / has3.sum().clamp_min(1)
         terms = {**terms, "loss": terms["loss"] + direct, "direct": direct.detach()}
     return terms
 
 
+def step(model: DenseDepthNet, batch: dict, cfg: Config) -> dict:
+    """One training step's loss dict (scalar terms): :func:`inputs`, the forward pass on the
+    (B, 1, S, S) normalised depth, :func:`losses`."""
+    geo = inputs(batch, cfg)
+    return losses(batch, model(geo["dn"]), cfg, geo)
+
+
+def build(variant: str, cfg: Config, lr: float = 1e-3) -> Stage:
+    """The :class:`~weakhand.methods.base.Stage` of a variant (its head, :data:`VARIANTS`): a
+    fresh network (``cfg.model()`` with ``head=variant``), Adam at `lr` with β1 = 0.5 (the paper's
+    code) and :func:`step`; options: the Config used (no arrays)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    cfg = replace(cfg, head=variant)
+    model = cfg.model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    return Stage(model, opt, lambda m, b: step(m, b, cfg), model, options=cfg)
+
+
 @torch.no_grad()
-def infer(model: DenseDepthNet, batch: dict, cfg: DenseConfig) -> dict:
+def infer(model: DenseDepthNet, batch: dict, cfg: Config) -> dict:
     """3D joints (B, 21, 3) mm and a per-joint confidence (B, 21) in [0, 1] (mean candidate
     weight, i.e. the 2D heatmap value where the votes land; 1 for the direct head)."""
     geo = inputs(batch, cfg)
@@ -116,8 +155,9 @@ def infer(model: DenseDepthNet, batch: dict, cfg: DenseConfig) -> dict:
 
 
 @torch.no_grad()
-def predict(model: DenseDepthNet, loader, cfg: DenseConfig, device: str) -> dict:
-    """Predictions over a loader: kp3d (N, 21, 3) mm, conf (N, 21), and the labels."""
+def predict(model: DenseDepthNet, loader, device: str, *, cfg: Config) -> dict:
+    """Predictions over a loader as numpy arrays: "pred3d" (N, 21, 3) mm camera frame, "conf"
+    (N, 21) in [0, 1], and the labels "kp3d" (N, 21, 3) mm, "vis", "has_3d", "index", "mirrored"."""
     model.eval()
     acc: dict[str, list] = {k: [] for k in ("pred3d", "conf", "kp3d", "vis", "has_3d", "index",
                                             "mirrored")}
@@ -166,7 +206,7 @@ def with_labels(base, kp3d: np.ndarray | None = None, conf: np.ndarray | None = 
     (N, 21, 3) mm (stored frame; default: base's own) marked as present, and a per-joint
     confidence array ``kp3d_conf`` (N, 21) (default: 1). In memory only; request the field
     with ``HandDataset(..., fields=DEFAULT_FIELDS + ("kp3d_conf",))``."""
-    from .data.format import HandData
+    from ..data.format import HandData
 
     n = base.count
     arrays = dict(base.arrays)
@@ -184,21 +224,21 @@ def with_labels(base, kp3d: np.ndarray | None = None, conf: np.ndarray | None = 
     return HandData(base.path, manifest, arrays, mmap=False)
 
 
-def pseudo_labels(model: DenseDepthNet, dataset, cfg: DenseConfig, device: str,
+def pseudo_labels(model: DenseDepthNet, dataset, cfg: Config, device: str,
                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Teacher predictions for every sample of a (mirror_left, un-augmented) HandDataset:
     (kp3d (N, 21, 3) mm in the stored frame, conf (N, 21) in [0, 1])."""
-    p = predict(model, torch.utils.data.DataLoader(dataset, batch_size=batch_size), cfg, device)
+    p = predict(model, torch.utils.data.DataLoader(dataset, batch_size=batch_size), device, cfg=cfg)
     conf = np.zeros((len(dataset), sk.NUM_JOINTS), np.float32)
     conf[p["index"].astype(int)] = p["conf"]
     return stored_frame(p), conf
 
 
 def save_pseudo_labels(path, kp3d: np.ndarray, conf: np.ndarray):
-    """Write pseudo-labels as an .npz (kp3d, conf) atomically."""
+    """Write pseudo-labels as an .npz atomically: kp3d (N, 21, 3) mm (stored frame), conf (N, 21)."""
     import io as _io
 
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
     buf = _io.BytesIO()
     np.savez(buf, kp3d=np.asarray(kp3d, np.float32), conf=np.asarray(conf, np.float32))
     return atomic_write_bytes(path, buf.getvalue())
@@ -217,10 +257,10 @@ def pseudo_label_quality(kp3d: np.ndarray, conf: np.ndarray, truth: np.ndarray) 
             "conf_err_spearman": float(np.corrcoef(rank(conf), rank(err))[0, 1])}
 
 
-def frames_per_second(model: DenseDepthNet, dataset, cfg: DenseConfig, device: str,
+def frames_per_second(model: DenseDepthNet, dataset, cfg: Config, device: str,
                       batch_size: int, repeats: int = 3) -> float:
     """Median inference throughput (forward + voting + mean-shift) in frames/s at one batch
-    size (after a warm-up; CUDA synchronised)."""
+    size (after a warm-up; CUDA synchronised); frames/s is a scalar."""
     import time
 
     n = min(batch_size, len(dataset))

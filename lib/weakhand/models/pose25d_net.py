@@ -27,6 +27,7 @@ IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
 
 @dataclass
 class Pose25DConfig:
+    """Architecture of :class:`Pose25DNet` (no arrays); stored in checkpoints as ``config["net"]``."""
     width: int = 16                  # channels of the first stage (doubles per stage)
     blocks: tuple = (1, 1, 1)        # residual blocks per stage (strides 2, 4, 8)
     beta: float = DEFAULT_BETA       # softmax temperature of the latent heatmaps
@@ -34,6 +35,7 @@ class Pose25DConfig:
     refiner_hidden: int = 128        # root refinement MLP width (0: no refiner)
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict, blocks as a list (JSON- and checkpoint-safe; no arrays)."""
         d = asdict(self)
         d["blocks"] = list(self.blocks)
         return d
@@ -52,6 +54,7 @@ class BasicBlock(nn.Module):
                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, cin, H, W) -> (B, cout, H / stride, W / stride)."""
         y = F.relu(self.b1(self.c1(x)), inplace=True)
         return F.relu(self.b2(self.c2(y)) + self.skip(x), inplace=True)
 
@@ -96,9 +99,12 @@ class Pose25DNet(nn.Module):
 
     @property
     def beta(self) -> torch.Tensor:
+        """Softmax temperature of the latent heatmaps, a scalar tensor (unitless)."""
         return self.log_beta.exp()
 
     def forward(self, batch: dict | torch.Tensor) -> dict:
+        """Image (B, 3, S, S) in [0, 1] or a batch dict with "image" (and "K" (B, 3, 3) px for the
+        root); the output dict of the class docstring."""
         img = batch["image"] if isinstance(batch, dict) else batch
         if img.shape[-1] % 8 or img.shape[-2] % 8:
             raise ValueError(f"input H, W must be multiples of 8, got {tuple(img.shape[-2:])}")

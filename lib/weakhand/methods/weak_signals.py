@@ -27,11 +27,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import camera
-from . import skeleton as sk
-from .losses import masked_mean
+from .. import camera
+from .. import skeleton as sk
+from ..bmc import BMCWeights, bmc_loss_25d
+from ..losses import depth_map_loss, masked_mean
+from ..models import depth_map_targets, regularizer_input_from_3d
 
 REG_INPUTS_2D = ("label", "pred")
+BMC_LIFTS = ("label", "pred")
 
 
 def weak_mask(batch: dict) -> torch.Tensor:
@@ -71,12 +74,46 @@ def read_depth(depth: torch.Tensor, uv: torch.Tensor, half: int = 1,
     return torch.where(inside & torch.isfinite(med), med, torch.zeros_like(med))
 
 
+def wrist_depth(depth: torch.Tensor, uv: torch.Tensor, half: int = 2) -> torch.Tensor:
+    """Median of the valid (> 0) depths in a (2·half+1)² window at uv (B,2); 0 if none.
+
+    depth (B, H, W) mm, uv (B, 2) px -> (B,) mm."""
+    B, H, W = depth.shape
+    u = uv[:, 0].round().long().clamp(0, W - 1)
+    v = uv[:, 1].round().long().clamp(0, H - 1)
+    offs = torch.arange(-half, half + 1, device=depth.device)
+    vv = (v[:, None, None] + offs[None, :, None]).clamp(0, H - 1)
+    uu = (u[:, None, None] + offs[None, None, :]).clamp(0, W - 1)
+    win = depth[torch.arange(B, device=depth.device)[:, None, None], vv, uu].reshape(B, -1)
+    win = torch.where(win > 0, win, torch.full_like(win, float("nan")))
+    med = torch.nanmedian(win, dim=1).values
+    ok = torch.isfinite(uv).all(-1)
+    return torch.where(torch.isfinite(med) & ok, med, torch.zeros_like(med))
+
+
+def weak_anchor(batch: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample (Z_root mm, s mm, valid) used to turn predicted zn into absolute depth for the
+    regulariser: ground truth where the sample has 3D, else the sensor depth at the *labelled*
+    2D wrist + the source-measured skin offset, and the source mean scale bone. Detached.
+
+    prior: {"skin_offset_mm", "s_mm"} (:func:`weakhand.methods.cai.depth_anchor_prior`).
+    Returns (Z_root (B,) mm camera frame, s (B,) mm, valid (B,) bool)."""
+    has3 = batch["has_3d"].bool()
+    kp3d = torch.nan_to_num(batch["kp3d"].float(), nan=0.0)
+    d = wrist_depth(batch["depth"][:, 0].float(), batch["kp2d"][:, sk.ROOT].float())
+    z_root = torch.where(has3, kp3d[:, sk.ROOT, 2], d + prior["skin_offset_mm"])
+    s_gt = torch.linalg.vector_norm(kp3d[:, 10] - kp3d[:, 9], dim=-1)
+    s = torch.where(has3, s_gt, torch.full_like(s_gt, prior["s_mm"]))
+    valid = batch["has_depth"].bool() & (has3 | (d > 0))
+    return z_root.detach(), s.detach(), valid
+
+
 # ----------------------------------------------------------------------------- Cai regulariser
 
 class RegularizerSignal:
     """λ-free depth-map L1 of the frozen regulariser on weak samples (Cai et al. stage 3).
 
-    `prior`: {"skin_offset_mm", "s_mm"} (:func:`weakhand.cai.depth_anchor_prior`) turns zn into
+    `prior`: {"skin_offset_mm", "s_mm"} (:func:`weakhand.methods.cai.depth_anchor_prior`) turns zn into
     absolute depth: Z_root = sensor depth at the labelled wrist + skin offset, s = source mean.
     input_2d="label": the regulariser sees the labelled (u, v) (the paper: its gradient then
     reaches only the depth); "pred": the predicted (u, v) (detached unless `uv_grad`).
@@ -93,9 +130,6 @@ class RegularizerSignal:
         self.hand_only = hand_only
 
     def __call__(self, batch: dict, zn: torch.Tensor, uv_pred: torch.Tensor | None = None) -> dict:
-        from .cai import depth_map_targets, regularizer_input_from_3d, weak_anchor
-        from .losses import depth_map_loss
-
         tgt = depth_map_targets(batch, self.size)
         z_root, s, valid = weak_anchor(batch, self.prior)
         valid = valid & tgt["enough"]
@@ -120,24 +154,37 @@ class RegularizerSignal:
 # ----------------------------------------------------------------------------- BMC
 
 class BMCSignal:
-    """L_BMC of weak samples' 3D lifted from (labelled or predicted) 2D and zn."""
+    """L_BMC of weak samples' 3D lifted from (labelled or predicted) 2D (B, 21, 2) px and zn
+    (B, 21) scale-bone units; "root" a nominal scale-normalised root depth (None: closed form)."""
 
     def __init__(self, limits, weights=None, lift: str = "label", uv_grad: bool = False,
                  root: float | None = None):
-        from .bmc import BMCWeights
-
         self.limits, self.weights = limits, weights or BMCWeights()
         self.lift, self.uv_grad, self.root = lift, uv_grad, root
 
     def __call__(self, batch: dict, zn: torch.Tensor, uv_pred: torch.Tensor | None = None) -> dict:
-        from .bmc import bmc_loss_25d
-
         uv = labelled_uv(batch, uv_pred, zn) if (self.lift == "label" or uv_pred is None) else uv_pred
         weak = weak_mask(batch)
         b = bmc_loss_25d(uv, zn, batch["K"].to(zn), self.limits, weak, self.weights,
                          self.uv_grad and self.lift == "pred", self.root)
         return {"loss": b["bmc"], "n": int(weak.sum()), "bone_length": b["bone_length"].detach(),
                 "root_bones": b["root_bones"].detach(), "angles": b["angles"].detach()}
+
+
+def bmc_term(terms: dict, out: dict, batch: dict, limits, bmc_weights, uv_grad: bool,
+             lift: str = "label", root: float | None = None) -> dict:
+    """Add L_BMC (weights `bmc_weights`) on the 3D of the weakly labelled samples (2D, no 3D),
+    lifted from zn and the labelled (lift="label") or predicted (lift="pred", Spurr et al.) 2D;
+    see :class:`BMCSignal`.
+
+    terms: a loss dict with a scalar "loss"; out: model output with "zn" (B, 21) scale-bone
+    units and "uv" (B, 21, 2) px. Returns terms with "loss" + L_BMC and the detached parts."""
+    if lift not in BMC_LIFTS:
+        raise ValueError(f"lift must be one of {BMC_LIFTS}, got {lift!r}")
+    b = BMCSignal(limits, bmc_weights, lift, uv_grad, root)(batch, out["zn"], out["uv"])
+    return {**terms, "loss": terms["loss"] + b["loss"], "bmc": b["loss"].detach(),
+            "bmc_bone_length": b["bone_length"], "bmc_root_bones": b["root_bones"],
+            "bmc_angles": b["angles"]}
 
 
 # ----------------------------------------------------------------------------- direct depth
@@ -153,6 +200,7 @@ class DirectDepthPrior:
     read_error_mm: float = float("nan")  # mean |Z − (depth + offset)| of visible source joints
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (JSON- and checkpoint-safe; no arrays)."""
         return asdict(self)
 
 
@@ -169,7 +217,8 @@ def labelled_depth_batches(loader, max_batches: int):
 
 @torch.no_grad()
 def measure_direct_prior(loader, max_batches: int = 40, half: int = 1) -> DirectDepthPrior:
-    """Fit the :class:`DirectDepthPrior` on batches with 3D and depth (the source)."""
+    """Fit the :class:`DirectDepthPrior` (mm) on batches with 3D and depth (the source); depth
+    read in a (2·half+1)² px window."""
     res, bones, scales = [], [], []
     for batch, has in labelled_depth_batches(loader, max_batches):
         kp3d = batch["kp3d"][has].double()
@@ -189,7 +238,8 @@ def measure_direct_prior(loader, max_batches: int = 40, half: int = 1) -> Direct
 
 
 class DirectDepthSignal:
-    """Smooth-L1 (in scale-bone units) between zn and the observed depth of visible joints.
+    """Smooth-L1 (in scale-bone units) between zn (B, 21) and the observed depth (mm) of visible
+    joints.
 
     Per weak sample: z_obs_k = D(u_k, v_k) + offset_k at the labelled 2D of joints labelled
     visible with valid depth; the scale ŝ = source mean scale × median over bones with both ends

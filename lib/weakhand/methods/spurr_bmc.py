@@ -1,0 +1,178 @@
+"""The 2.5D model family trained with biomechanical constraints (Iqbal et al. ECCV'18; Spurr et
+al. ECCV'20): losses, the training step, stage-3 variants, prediction with recovered root depth,
+and evaluation.
+
+Stage 1 trains :class:`weakhand.models.pose25d_net.Pose25DNet` on the fully labelled source
+domain (L1 on normalised (u, v), L1 on ẑʳ, L1 of the refined root against the true Ẑ_root) with
+:func:`step`. Stage 3 fine-tunes on half-source, half-target batches (:func:`build`); variants
+(:data:`VARIANTS`):
+
+* ``2d``: target 2D labels only;
+* ``2d_bmc``: plus L_BMC on the predicted 3D of target samples (limits from ``bmc/limits.json``);
+* ``full3d``: target with full 3D labels (upper bound).
+
+Units: uv in input pixels; zn root-relative depth in units of the scale bone (middle MCP→PIP);
+z_root the absolute root depth in scale-bone units; kp3d mm, camera frame.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import metrics
+from .. import skeleton as sk
+from ..bmc import BMCWeights
+from ..losses import masked_mean
+from ..models import gaussian_heatmaps
+from ..models.pose25d_net import Pose25DConfig, Pose25DNet
+from ..models.root_depth import reconstruct_25d
+from .base import Stage, Variant, joint_labels
+from .cai import evaluate_predictions as _known_root_numbers
+from .weak_signals import bmc_term
+
+#: the method's configuration: the 2.5D network (``config["net"]`` of its checkpoints)
+Config = Pose25DConfig
+
+#: stage-3 variants: one row each (description, weak signals on target samples, target set)
+VARIANTS = {
+    "2d": Variant("target 2D only (2D on both domains, 3D on the source)"),
+    "2d_bmc": Variant("target 2D + biomechanical constraints on the predicted 3D of target samples",
+                      ("bmc",)),
+    "full3d": Variant("target with full 3D labels (upper bound)", target="full3d"),
+}
+
+
+@dataclass(frozen=True)
+class Pose25DWeights:
+    """L = λ_uv·L1(uv / S) + λ_z·L1(ẑʳ) + λ_root·L1(Ẑ_root); the λ are unitless weights."""
+    uv: float = 1.0
+    depth: float = 1.0
+    root: float = 0.1
+
+    def to_dict(self) -> dict:
+        """The fields as a plain dict (JSON- and checkpoint-safe; no arrays)."""
+        return asdict(self)
+
+
+def true_root(batch: dict) -> torch.Tensor:
+    """(B,) scale-normalised root depth Z_root / s of the labels (NaN without 3D)."""
+    kp3d = batch["kp3d"]
+    return kp3d[:, sk.ROOT, 2] / sk.scale_length(kp3d)
+
+
+def losses(batch: dict, out: dict, weights: Pose25DWeights = Pose25DWeights()) -> dict:
+    """Stage losses on the samples that carry each label (2D: has_2d and finite, in the crop;
+    3D: has_3d).
+
+    out: :class:`~weakhand.models.pose25d_net.Pose25DNet` output ("uv" (B, 21, 2) px, "zn"
+    (B, 21) and optionally "z_root" (B,) in scale-bone units). Returns {"loss", "uv", "depth"
+    [, "root"]} scalars; uv error in units of the image side S."""
+    lab = joint_labels(batch)
+    size = float(batch["image"].shape[-1])
+    kp2d = torch.nan_to_num(batch["kp2d"].to(out["uv"]), nan=0.0)
+    l_uv = masked_mean((out["uv"] - kp2d).abs().sum(-1) / size, lab["valid2d"])
+    zn = torch.nan_to_num(lab["zn"].to(out["zn"]), nan=0.0)
+    l_z = masked_mean((out["zn"] - zn).abs(), lab["has_3d"][:, None])
+    terms = {"uv": l_uv, "depth": l_z}
+    loss = weights.uv * l_uv + weights.depth * l_z
+    if "z_root" in out:
+        zr = torch.nan_to_num(true_root(batch).to(out["z_root"]), nan=0.0)
+        terms["root"] = masked_mean((out["z_root"] - zr).abs(), lab["has_3d"])
+        loss = loss + weights.root * terms["root"]
+    return {"loss": loss, **terms}
+
+
+def step(model: Pose25DNet, batch: dict, weights: Pose25DWeights = Pose25DWeights(),
+         limits=None, bmc_weights=None, uv_grad: bool = False, bmc_lift: str = "label") -> dict:
+    """One training step's loss dict (:func:`losses`; scalar terms); with `limits`, + L_BMC on
+    weak samples (2D, no 3D) lifted from the labelled ("label") or predicted ("pred") 2D.
+    batch: a HandDataset batch, image (B, 3, S, S) in [0, 1]."""
+    out = model(batch)
+    terms = losses(batch, out, weights)
+    if limits is not None:
+        terms = bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
+    return terms
+
+
+def build(variant: str, cfg: Config, stage1_ckpt, lr: float = 3e-4,
+          weights: Pose25DWeights = Pose25DWeights(), limits=None, bmc_weights=None,
+          uv_grad: bool = False, bmc_lift: str = "label") -> Stage:
+    """The :class:`~weakhand.methods.base.Stage` of one stage-3 variant from the stage-1
+    checkpoint (models = model = the 2.5D network, Adam at `lr`); options: the loss weights,
+    the BMC weights and lift as used (no arrays)."""
+    from ..train import load_checkpoint  # train sits above methods: imported on use only
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    uses_bmc = "bmc" in VARIANTS[variant].signals
+    if uses_bmc and limits is None:
+        raise ValueError(f"variant {variant!r} needs BMC limits (bmc/limits.json from 10_fit_bmc_limits)")
+    model = Pose25DNet(cfg)
+    load_checkpoint(stage1_ckpt, model)
+    lim = limits if uses_bmc else None
+    bw = bmc_weights or BMCWeights()
+    step_fn = lambda m, b: step(m, b, weights, lim, bw, uv_grad, bmc_lift)  # noqa: E731
+    return Stage(model, torch.optim.Adam(model.parameters(), lr), step_fn, model,
+                 options={"weights": weights, "bmc_weights": bw if uses_bmc else None,
+                          "uv_grad": uv_grad, "bmc_lift": bmc_lift})
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device: str) -> dict:
+    """Predictions and labels as numpy arrays (N, ...): "uv" (N, 21, 2) px, "zn" (N, 21),
+    "z_root" / "z_root_closed" (N,) refined / closed-form root depth (scale-bone units),
+    "kp2d" (N, 21, 2) px, "kp3d" (N, 21, 3) mm camera frame, "vis", "K" (N, 3, 3) px, "has_3d"."""
+    model.eval()
+    keys = ("kp2d", "kp3d", "vis", "K", "has_3d")
+    acc: dict[str, list] = {k: [] for k in ("uv", "zn", "z_root", "z_root_closed", *keys)}
+    for batch in loader:
+        out = model({"image": batch["image"].to(device), "K": batch["K"].to(device)})
+        for k in ("uv", "zn", "z_root", "z_root_closed"):
+            acc[k].append(out[k].float().cpu())
+        for k in keys:
+            acc[k].append(batch[k].cpu())
+    return {k: torch.cat(v).numpy() for k, v in acc.items()}
+
+
+def evaluate_predictions(p: dict) -> dict:
+    """Target-domain numbers with the root depth **known** (GT root and scale: the Z&B/Cai
+    protocol, comparable with the Cai family) and **recovered** (refined closed-form root ×
+    GT scale: no 3D label used but the scale), plus the root depth error of both roots (mm).
+    p: :func:`predict`'s arrays; "pred3d_recovered" (n, 21, 3) mm camera frame."""
+    res = _known_root_numbers(p)
+    sel = p["has_3d"].astype(bool)
+    kp3d = p["kp3d"][sel].astype(np.float64)
+    vis = p["vis"][sel].astype(bool)
+    s = sk.scale_length(kp3d)
+    t = lambda x: torch.as_tensor(np.asarray(x[sel], dtype=np.float64))  # noqa: E731
+    rec = reconstruct_25d(t(p["uv"]), t(p["zn"]), t(p["K"]), t(p["z_root"]),
+                          torch.as_tensor(s)).numpy()
+    e3 = metrics.evaluate_3d(rec, kp3d, vis, align="none")
+    ez = metrics.depth_error(rec[..., 2], kp3d[..., 2], vis)
+    root_true = kp3d[:, sk.ROOT, 2]
+    res.update({
+        "z_err_mm_recovered": ez["mean_abs_z_mm"], "epe_mm_recovered": e3["epe_mean_mm"],
+        "auc_20_50_recovered": e3["auc_20_50"],
+        "root_err_mm_closed": float(np.mean(np.abs(p["z_root_closed"][sel] * s - root_true))),
+        "root_err_mm_refined": float(np.mean(np.abs(p["z_root"][sel] * s - root_true))),
+        "pred3d_recovered": rec,
+    })
+    return res
+
+
+def heatmap_ce(batch: dict, out: dict, model: nn.Module, sigma: float = 1.0) -> torch.Tensor:
+    """Cross-entropy between a normalised Gaussian around the labelled 2D joint (σ in heatmap
+    cells) and the readout distribution softmax(β·H) of the latent heatmaps, averaged over the
+    labelled joints. A direct, scale-free signal on the distribution the soft-argmax reads.
+    out["heatmaps"][-1] (B, 21, h, w) latent logits; returns a scalar."""
+    lab = joint_labels(batch)
+    hm = out["heatmaps"][-1]
+    h, w = hm.shape[-2:]
+    tgt = gaussian_heatmaps(torch.nan_to_num(batch["kp2d"].to(hm), nan=-1e4), (h, w), model.stride, sigma)
+    tgt = tgt.flatten(-2)
+    tgt = tgt / tgt.sum(-1, keepdim=True).clamp_min(1e-12)
+    logp = torch.log_softmax(hm.flatten(-2).float() * model.beta, -1)
+    return masked_mean(-(tgt * logp).sum(-1), lab["valid2d"])
