@@ -7,7 +7,7 @@ Times (median of repeats, after warm-up):
 * the pose network (CaiPoseNet, the cpu profile's size by default) forward + loss + backward;
 * the BMC loss (bone lengths, palm, 15 hull distances) forward + backward on (B, 21, 3) joints;
 and prints the ratio (the issue's aim: < 10 %). The measurement is
-:func:`weakhand.bench.bmc_cost`, which `weakhand bench` also runs (section "bmc").
+:func:`suite.bmc_cost` (``benchmarks/suite.py``), which `weakhand bench` also runs (section "bmc").
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import platform
 
 import torch
 
-from weakhand.bench import bmc_cost
+from suite import bmc_cost  # benchmarks/suite.py (this script's folder is on sys.path)
 
 
 def main() -> None:

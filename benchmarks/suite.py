@@ -1,5 +1,8 @@
 """`weakhand bench`: where the time goes, on this machine and device.
 
+The suite lives in the repository (``benchmarks/suite.py``), not in the package: the ``weakhand``
+command imports it from the checkout (:func:`weakhand.workbook.cli.load_bench_suite`).
+
 One command measures, and prints as tables and saves as JSON (schema ``weakhand-bench``):
 
 * ``machine``: CPU model, cores, memory, torch/numpy/numba/OpenCV versions and threads, device;
@@ -11,10 +14,10 @@ One command measures, and prints as tables and saves as JSON (schema ``weakhand-
   20/40/50/60 (``AugmentConfig(rot_deg=30, scale=(0.9, 1.1), shift_px=4)``, ``mirror_left``)
   through a ``DataLoader`` for each ``num_workers``, images/s (and ``__getitem__`` alone);
 * ``train``: one optimizer step (host->device copy, forward, loss, backward, Adam) of each model
-  family - ``cai_pose`` (CaiPoseNet + cai.pose_losses), ``regularizer``
-  (DepthRegularizer + cai.regularizer_step), ``pose25d`` (Pose25DNet + pose25d.stage_step),
-  ``dense`` (DenseDepthNet + depth_teacher.dense_step) - at the sizes of each profile
-  (:data:`weakhand.profiles.PROFILES`), per option set (``channels_last``, ``amp`` / ``amp_bf16``
+  family - ``cai_pose`` (CaiPoseNet + cai.losses), ``regularizer``
+  (DepthRegularizer + cai.regularizer_step), ``pose25d`` (Pose25DNet + spurr_bmc.step),
+  ``dense`` (DenseDepthNet + wan_dense.step) - at the sizes of each profile
+  (:data:`weakhand.workbook.profiles.PROFILES`), per option set (``channels_last``, ``amp`` / ``amp_bf16``
   on CUDA, ``compile``): images/s, peak memory, FLOPs per image (forward + loss, and
   forward + loss + backward, counted by ``torch.utils.flop_counter.FlopCounterMode``: matmul and
   convolution FLOPs, elementwise work not counted), achieved FLOP/s and its fraction of the
@@ -23,7 +26,7 @@ One command measures, and prints as tables and saves as JSON (schema ``weakhand-
   (the logic of ``benchmarks/bench_bmc.py``, which now calls :func:`bmc_cost`);
 * ``inference``: frames/s of each model in eval mode at batch 1 and 64 (the depth model
   end to end: forward + voting + mean-shift, as notebook 40 reports it);
-* ``evaluation``: :func:`weakhand.metrics.evaluate_3d` and the :func:`weakhand.cai.evaluate_predictions`
+* ``evaluation``: :func:`weakhand.metrics.evaluate_3d` and the :func:`weakhand.methods.cai.evaluate_predictions`
   path on 100,000 samples;
 * ``summary``: the loader / trainer throughput ratio of the main training step (``cai_pose``
   with the Trainer's options: AMP on CUDA) per profile and ``num_workers`` (the aim: >= 3).
@@ -291,7 +294,7 @@ def machine_info(device: str) -> dict:
     import numpy as np
     import torch
 
-    from . import envinfo
+    from weakhand.workbook import envinfo
 
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
@@ -376,8 +379,8 @@ def bench_synth(size: int, n: int, repeats: int, domains: Sequence[str] = ("rend
     """Images/s of the synthetic generator in memory (RGB + depth + mask + parts + labels)."""
     import numba
 
-    from .synth import domains as dom
-    from .synth import generator
+    from weakhand.synth import domains as dom
+    from weakhand.synth import generator
 
     rows = []
     for name in domains:
@@ -414,7 +417,7 @@ def find_train_split(run_dir: str | os.PathLike) -> Path:
 
 def make_bench_dataset(root: str | os.PathLike, n: int, size: int) -> Path:
     """A small render-domain training split written with the project's own writer."""
-    from .synth.dataset import make_dataset
+    from weakhand.synth.dataset import make_dataset
 
     path = Path(root) / "synth_render" / "train"
     make_dataset(path, "render", n, seed=0, split="train", size=size, reuse=True,
@@ -423,7 +426,7 @@ def make_bench_dataset(root: str | os.PathLike, n: int, size: int) -> Path:
 
 
 def _dataset(path: Path, out_size: int, augment: bool = True):
-    from .data import AugmentConfig, HandDataset
+    from weakhand.data import AugmentConfig, HandDataset
 
     return HandDataset(path, out_size=out_size, augment=AugmentConfig(**AUGMENT) if augment else None,
                        mirror_left=True, seed=0)
@@ -489,7 +492,7 @@ def sample_batch(path: Path, out_size: int, batch_size: int, augment: bool = Tru
 # ----------------------------------------------------------------------------- models
 
 def profile_sizes(profile: str) -> dict:
-    from .profiles import PROFILES
+    from weakhand.workbook.profiles import PROFILES
 
     p = PROFILES[profile]
     return {k: p[k] for k in ("image_size", "train_size", "batch_size", "pose_width", "pose_stages",
@@ -501,21 +504,20 @@ class ModelCase:
     (``loss(model, batch)``) and its inference call (``infer(model, batch)``)."""
 
     def __init__(self, name: str, sizes: dict):
-        from . import cai, pose25d
-        from . import depth_teacher as dt
-        from .models import DepthRegularizer
-        from .models.pose25d import Pose25DConfig
+        from weakhand.methods import cai, spurr_bmc, wan_dense
+        from weakhand.models import CaiPoseNet, DepthRegularizer, PoseNetConfig
+        from weakhand.models.pose25d_net import Pose25DConfig, Pose25DNet
 
         self.name = name
         self.sizes = sizes
         self.what = ""
         if name == "cai_pose":
-            cfg = cai.PoseNetConfig(width=sizes["pose_width"], n_stages=sizes["pose_stages"])
-            self.build = lambda: cai.CaiPoseNet(cfg)
-            self.loss = lambda m, b: cai.pose_losses(b, m(b), sigma=cfg.sigma, stride=m.stride)["loss"]
+            cfg = PoseNetConfig(width=sizes["pose_width"], n_stages=sizes["pose_stages"])
+            self.build = lambda: CaiPoseNet(cfg)
+            self.loss = lambda m, b: cai.losses(b, m(b), sigma=cfg.sigma, stride=m.stride)["loss"]
             self.infer = lambda m, b: m({"image": b["image"]})
             self.config = {"width": cfg.width, "n_stages": cfg.n_stages}
-            self.what = "CaiPoseNet + cai.pose_losses (heatmaps of every stage + depth)"
+            self.what = "CaiPoseNet + cai.losses (heatmaps of every stage + depth)"
         elif name == "regularizer":
             size = sizes["reg_size"]
             self.build = lambda: DepthRegularizer(out_size=size, dropout=0.2)
@@ -528,19 +530,19 @@ class ModelCase:
             self.what = "DepthRegularizer + cai.regularizer_step; inference: joints -> map"
         elif name == "pose25d":
             cfg = Pose25DConfig(width=sizes["pose25d_width"], blocks=(2, 2, 2))
-            self.build = lambda: pose25d.Pose25DNet(cfg)
-            self.loss = lambda m, b: pose25d.stage_step(m, b)["loss"]
+            self.build = lambda: Pose25DNet(cfg)
+            self.loss = lambda m, b: spurr_bmc.step(m, b)["loss"]
             self.infer = lambda m, b: m({"image": b["image"], "K": b["K"]})
             self.config = {"width": cfg.width, "blocks": list(cfg.blocks)}
-            self.what = "Pose25DNet + pose25d.stage_step (stage 1 losses, root refiner)"
+            self.what = "Pose25DNet + spurr_bmc.step (stage 1 losses, root refiner)"
         elif name == "dense":
-            dcfg = dt.DenseConfig(width=sizes["dense_width"])
+            dcfg = wan_dense.Config(width=sizes["dense_width"])
             self.build = dcfg.model
-            self.loss = lambda m, b: dt.dense_step(m, b, dcfg)["loss"]
-            self.infer = lambda m, b: dt.infer(m, b, dcfg)
+            self.loss = lambda m, b: wan_dense.step(m, b, dcfg)["loss"]
+            self.infer = lambda m, b: wan_dense.infer(m, b, dcfg)
             self.config = {"width": dcfg.width, "stacks": dcfg.stacks, "hg_depth": dcfg.hg_depth}
-            self.what = ("DenseDepthNet + depth_teacher.dense_step; inference: forward + voting "
-                         "+ mean-shift (depth_teacher.infer)")
+            self.what = ("DenseDepthNet + wan_dense.step; inference: forward + voting "
+                         "+ mean-shift (wan_dense.infer)")
         else:
             raise ValueError(f"unknown model {name!r}; known: {MODELS}")
 
@@ -661,11 +663,11 @@ def bench_infer_row(case: ModelCase, batch_cpu: dict, device: str, opts: dict, b
     model.eval()
     b = _take(batch_cpu, batch_size)
     if case.name == "regularizer":
-        from . import cai
+        from weakhand.models import depth_map_targets, regularizer_input_from_3d
         with torch.no_grad():
-            tgt = cai.depth_map_targets(b, case.sizes["reg_size"])
+            tgt = depth_map_targets(b, case.sizes["reg_size"])
             kp3d = torch.nan_to_num(b["kp3d"].float(), nan=0.0)
-            b["_reg_input"] = cai.regularizer_input_from_3d(
+            b["_reg_input"] = regularizer_input_from_3d(
                 torch.nan_to_num(b["kp2d"].float()), kp3d[..., 2], tgt["d_max"], tgt["d_range"],
                 b["image"].shape[-2:])
     b = _to_device(b, device, opts["channels_last"])
@@ -708,10 +710,10 @@ def bmc_cost(batch: int = 64, size: int = 64, width: int = 16, n_stages: int = 3
     import numpy as np
     import torch
 
-    from . import bmc
-    from .cai import CaiPoseNet, PoseNetConfig
-    from .synth.domains import RENDER
-    from .synth.generator import sample_hand_poses
+    from weakhand import bmc
+    from weakhand.models import CaiPoseNet, PoseNetConfig
+    from weakhand.synth.domains import RENDER
+    from weakhand.synth.generator import sample_hand_poses
 
     torch.manual_seed(0)
     with keep_torch_threads():  # the pose sampler may run numba code
@@ -748,13 +750,14 @@ def bmc_cost(batch: int = 64, size: int = 64, width: int = 16, n_stages: int = 3
 
 def bench_eval(n: int, repeats: int, seed: int = 0) -> dict:
     """Seconds for :func:`weakhand.metrics.evaluate_3d` on (n, 21, 3) (no alignment and
-    Procrustes, with visibility) and for :func:`weakhand.cai.evaluate_predictions` (3D
+    Procrustes, with visibility) and for :func:`weakhand.methods.cai.evaluate_predictions` (3D
     reconstruction from (u, v, zn), 3D/2D/depth metrics) on n predictions."""
     import numpy as np
 
-    from . import cai, metrics
-    from . import skeleton as sk
-    from .camera import project
+    from weakhand import metrics
+    from weakhand import skeleton as sk
+    from weakhand.camera import project
+    from weakhand.methods import cai
 
     rng = np.random.default_rng(seed)
     gt = rng.normal(scale=40.0, size=(n, 21, 3)) + np.array([0.0, 0.0, 500.0])
@@ -781,10 +784,9 @@ def bench_eval(n: int, repeats: int, seed: int = 0) -> dict:
 # ----------------------------------------------------------------------------- the run
 
 def default_output(device: str) -> Path:
-    from .runs import repo_root
-
+    """``benchmarks/results/<machine>-<device type>.json`` (next to this file)."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", machine_kind())
-    return repo_root() / "benchmarks" / "results" / f"{name}-{device.split(':')[0]}.json"
+    return Path(__file__).resolve().parent / "results" / f"{name}-{device.split(':')[0]}.json"
 
 
 def run_benchmark(device: str = "auto", quick: bool = False, run_dir: str | None = None,
@@ -810,7 +812,8 @@ def run_benchmark(device: str = "auto", quick: bool = False, run_dir: str | None
 
 def _run(device, quick, run_dir, profiles, options, models, sections, workers, repeats, warmup,
          log, settings) -> dict:
-    from .profiles import PROFILES, resolve_device
+    from weakhand.device import resolve_device
+    from weakhand.workbook.profiles import PROFILES
 
     device = resolve_device(device)
     st = Settings(quick, device, profiles=tuple(profiles) if profiles else None,
@@ -1081,7 +1084,7 @@ def print_report(res: dict, out=None) -> str:
 
 
 def save(res: dict, path: str | os.PathLike) -> Path:
-    from .io import atomic_write_json
+    from weakhand.io import atomic_write_json
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from weakhand import bench
-from weakhand.cli import main as cli_main
+from weakhand.workbook import cli
+from weakhand.workbook.cli import main as cli_main
+
+bench = cli.load_bench_suite()  # benchmarks/suite.py of this checkout
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +167,20 @@ def test_report_and_default_path(quick_result, capsys, monkeypatch):
     monkeypatch.setenv(bench.MACHINE_KIND_ENV, "h100 x1")
     path = bench.default_output("cuda:0")
     assert path.name == "h100_x1-cuda.json" and path.parent.name == "results"
+
+
+def test_bench_without_the_repository_says_so(tmp_path, monkeypatch, capsys):
+    """Installed without the checkout (no benchmarks/suite.py): `weakhand --help` still lists
+    `bench`, and `weakhand bench` exits 2 naming the missing file."""
+    missing = tmp_path / "benchmarks" / "suite.py"
+    monkeypatch.setattr(cli, "bench_suite_path", lambda: missing)
+    monkeypatch.delitem(cli.sys.modules, cli.BENCH_MODULE)
+    with pytest.raises(FileNotFoundError, match="editable"):
+        cli.load_bench_suite()
+    assert "bench" in cli.build_parser().format_help()
+    assert cli_main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "weakhand bench: error:" in err and str(missing) in err
 
 
 # ----------------------------------------------------------------------------- the loader's fast path

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from jupyterlab_browser import browser_unavailable_reason, lab_session
-from weakhand import bmc, profiles, runner
+from weakhand import bmc
+from weakhand.workbook import profiles, runner
 from weakhand.synth.dataset import make_default_datasets
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from weakhand.train import (LAST_FILE, LOG_FILE, NonFiniteLossError, Trainer, checkpoint_info,
                             load_checkpoint, read_checkpoint)
-from weakhand.train.distributed import ShardedBatchSampler, TrainView, shard_loader
+from weakhand.train.distributed import ShardedBatchSampler, StepTerms, TrainView, shard_loader
 
 N, BATCH, WORLD = 32, 4, 2
 
@@ -412,7 +412,7 @@ def write_nb(folder: Path, name: str, body: str, metadata: dict | None = None) -
 
 
 def test_run_nproc_trains_on_every_rank_and_reports_a_failing_rank(tmp_path):
-    from weakhand import runner
+    from weakhand.workbook import runner
 
     nb = tmp_path / "notebooks"
     write_nb(nb, "00_data", "import json, os\nfrom pathlib import Path\n"
@@ -453,7 +453,7 @@ def test_run_nproc_trains_on_every_rank_and_reports_a_failing_rank(tmp_path):
 
 
 def test_nproc_checks_before_launching(tmp_path, monkeypatch, capsys):
-    from weakhand import cli, runner
+    from weakhand.workbook import cli, runner
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(runner.RunnerError, match="--nproc 4 with device cuda needs 4 GPUs .* sees 1"):
@@ -473,3 +473,22 @@ def test_nproc_checks_before_launching(tmp_path, monkeypatch, capsys):
 
 if __name__ == "__main__":  # one rank of the torchrun job launched by the ddp_run fixture
     run_scenarios(Path(sys.argv[1]), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+
+
+def test_deferred_loss_terms_read_the_same_values_as_immediate_reads():
+    """StepTerms (the Trainer's host sync): rows deferred and flushed together give each step
+    the values an immediate read gives, oldest first, with the step's own position."""
+    terms_of = StepTerms()
+    now = []
+    for i in range(3):
+        terms = {"loss": torch.tensor(1.5 * i, requires_grad=True) * 1, "a": torch.tensor(float(i))}
+        grad_norm = None if i == 1 else torch.tensor(0.25 * i, dtype=torch.float64)
+        names, has_gn, row = StepTerms.row(terms, grad_norm, torch.device("cpu"))
+        now.append(terms_of.read(names, has_gn, row, step=i + 1))
+        terms_of.defer(names, has_gn, row, i + 1, 0, i + 1)
+    later = terms_of.flush(step=3)
+    assert [values for values, *_ in later] == now
+    assert [(has_gn, step, batch) for _, has_gn, step, _, batch in later] == [
+        (True, 1, 1), (False, 2, 2), (True, 3, 3)]
+    assert "grad_norm" not in now[1] and now[2]["grad_norm"] == 0.5
+    assert terms_of.pending == [] and terms_of.flush(step=4) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from project_tools import load_tool
-from weakhand import cli, envinfo
+from weakhand.workbook import cli, envinfo
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -469,7 +469,7 @@ def test_protocol():
 
 
 def test_cli_convert(raw, tmp_path, capsys):
-    from weakhand import cli
+    from weakhand.workbook import cli
 
     src, _ = raw
     out = tmp_path / "cli_out"

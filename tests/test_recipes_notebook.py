@@ -7,7 +7,7 @@ import pytest
 
 from test_recipe_rhd import write_rhd_tree
 from test_recipe_stb import FRAMES, write_raw_stb
-from weakhand import runner
+from weakhand.workbook import runner
 from weakhand.data import load_dataset
 
 

@@ -4,8 +4,8 @@ import time
 
 import nbformat
 
-from weakhand import runs
-from weakhand.runs import open_run
+from weakhand.workbook import runs
+from weakhand.workbook.runs import open_run
 
 
 def test_summarize_run_dir_groups_by_folder_and_lists_new_files(tmp_path):

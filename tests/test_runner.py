@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from weakhand import cli, runner
-from weakhand.runner import RunnerError
+from weakhand.workbook import cli, runner
+from weakhand.workbook.runner import RunnerError
 
 STANDARD = (
     'profile = "auto"  # smoke | cpu | gpu; auto: $WEAKHAND_PROFILE, else cpu\n'
@@ -24,7 +24,7 @@ STANDARD = (
 # writes what the kernel saw into the run folder
 RECORD = (
     "import json, os\n"
-    "from weakhand import profiles, runs\n"
+    "from weakhand.workbook import profiles, runs\n"
     "cfg = profiles.resolve(profile, notebook=NAME, run_dir=run_dir, device=device, seed=seed,"
     " n_preview=n_preview)\n"
     "run = runs.open_run(cfg.run_dir)\n"
@@ -200,7 +200,7 @@ def test_override_values_checked_against_profile_table_and_defaults(nbdir, tmp_p
         for w in words:
             assert w in err, (item, w, err)
         assert not runs_dir.exists() and "[1/" not in out
-    from weakhand import profiles
+    from weakhand.workbook import profiles
     assert profiles.check_parameter_value("lr", 1, 0.1) is None  # an int where a float goes
     assert profiles.check_knob_value("n_preview", None) is None  # None: from the profile
     with pytest.raises(ValueError, match="n_preview=2.5"):

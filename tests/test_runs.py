@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from weakhand import envinfo, profiles, runs
-from weakhand.profiles import PROFILE_ENV, resolve, resolve_device
-from weakhand.runs import RUN_DIR_ENV, MissingArtifactError, open_run
+from weakhand.workbook import envinfo, profiles, runs
+from weakhand.workbook.profiles import PROFILE_ENV, resolve, resolve_device
+from weakhand.workbook.runs import RUN_DIR_ENV, MissingArtifactError, open_run
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_resolve_device(monkeypatch):
 
 # --- runs ---------------------------------------------------------------------------------
 def test_repo_root_and_default_run_dir():
-    assert (runs.repo_root() / "lib" / "weakhand" / "runs.py").is_file()
+    assert (runs.repo_root() / "lib" / "weakhand" / "workbook" / "runs.py").is_file()
     assert runs.resolve_run_dir("") == runs.repo_root() / "runs" / "interactive"
 
 

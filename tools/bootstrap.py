@@ -96,7 +96,7 @@ def venv_python_version(py: str) -> str:
 def check_venv_against_locks(py: str, locks: list[Path]) -> None:
     """Every pin of each lock installed at its version (local labels such as +cpu ignored)."""
     for lock in locks:
-        code = ("import json, sys; from weakhand.envinfo import lock_info; "
+        code = ("import json, sys; from weakhand.workbook.envinfo import lock_info; "
                 "print(json.dumps(lock_info(sys.argv[1])))")
         out = subprocess.run([py, "-c", code, str(lock)], capture_output=True, text=True)
         if out.returncode != 0:

@@ -2,7 +2,7 @@
 inside a ``torchrun`` job, which GPU belongs to this process.
 
 Low-level on purpose (no torch import at module level, nothing happens at import): the
-notebook configuration (:func:`weakhand.profiles.resolve`), the Trainer, ``weakhand predict``
+notebook configuration (:func:`weakhand.workbook.profiles.resolve`), the Trainer, ``weakhand predict``
 and the runner all resolve their device here.
 
 A process belongs to a multi-process job when ``torchrun`` (or ``weakhand run --nproc N``) put

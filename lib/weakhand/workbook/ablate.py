@@ -4,7 +4,7 @@
     weakhand ablate --name cpu --seeds 1,2 --skip-shared             # add seeds to an existing run
     weakhand ablate --name study --seeds 0,1 -p bmc_weight=0.1        # an override for every notebook
 
-Steps, all into ``runs/<name>`` through :func:`weakhand.runner.run_notebooks`:
+Steps, all into ``runs/<name>`` through :func:`weakhand.workbook.runner.run_notebooks`:
 
 1. the shared stages, once: data, BMC limits, stage 1, stage 2, depth teacher
    (notebooks 00-40; ``--skip-shared`` skips them when their outputs exist);
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_json
+from ..io import atomic_write_json
 
 CLI_HELP = "train every stage-3 variant over seeds (shared stages 1-2) and evaluate"
 SHARED = ("00", "10", "20", "30", "40")

@@ -124,7 +124,7 @@ def git_state(path: str | os.PathLike | None = None, max_files: int = 20) -> dic
 
 def version_text() -> str:
     """``weakhand 0.1.0 (git 1a2b3c4d5e6f, dirty: 3 tracked files changed)`` for ``--version``."""
-    from . import __version__
+    from .. import __version__
 
     g = git_state()
     if g["commit"] is None:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-from .device import resolve_device  # re-exported: profiles.resolve_device(...)
+from ..device import resolve_device  # re-exported: profiles.resolve_device(...)
 
 PROFILE_ENV = "WEAKHAND_PROFILE"
 DEFAULT_PROFILE = "cpu"
@@ -198,7 +198,7 @@ def resolve(profile: str | None = "auto", notebook: str | None = None, **values:
     - `values`: the notebook's parameters. A profile knob (see ``KNOB_DOCS``) given as None is
       filled from the profile; a non-None knob is kept and recorded as an override.
       `device` is resolved with :func:`resolve_device`, `run_dir` to an absolute path with
-      :func:`weakhand.runs.resolve_run_dir`; any other parameter is passed through.
+      :func:`weakhand.workbook.runs.resolve_run_dir`; any other parameter is passed through.
     - A parameter that is None but is not a profile knob raises ValueError (typo guard).
     """
     name = profile_name(profile)
@@ -230,7 +230,7 @@ def resolve(profile: str | None = "auto", notebook: str | None = None, **values:
         elif value is None:
             raise ValueError(
                 f"parameter {key!r} is None but no profile defines it; known profile knobs: "
-                f"{', '.join(sorted(KNOB_DOCS))} (add it to weakhand.profiles._KNOB_TABLE or "
+                f"{', '.join(sorted(KNOB_DOCS))} (add it to weakhand.workbook.profiles._KNOB_TABLE or "
                 "give it a value)")
         else:
             out[key], sources[key] = value, SRC_GIVEN

@@ -55,8 +55,8 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from . import profiles as _profiles
-from .io import atomic_write_json
-from .progress import HEADLESS_ENV
+from ..io import atomic_write_json
+from ..progress import HEADLESS_ENV
 from .runs import RUN_DIR_ENV, RUN_RECORD, RUNNER_LOG_DIR, notebooks_root, runs_root
 
 KERNEL_NAME = "python3"
@@ -302,7 +302,7 @@ def check_override_types(specs: list[NotebookSpec], overrides: dict[str, Any]) -
     """Refuse (RunnerError, before anything runs) an override whose value does not fit: a
     profile knob against the profile table (an int knob needs an integer: not "abc", not 2.5),
     another parameter against its notebook default's type (see
-    :func:`weakhand.profiles.check_parameter_value`)."""
+    :func:`weakhand.workbook.profiles.check_parameter_value`)."""
     problems = []
     for key, value in overrides.items():
         defaults = [s.parameters[key].default for s in specs if key in s.parameters]
@@ -320,7 +320,7 @@ def check_injected(specs: list[NotebookSpec]) -> None:
         missing = [p for p in INJECTED_PARAMETERS if p not in s.parameters]
         if missing:
             raise RunnerError(f"{s.name}: its parameters cell must declare {', '.join(INJECTED_PARAMETERS)} "
-                              f"(missing: {', '.join(missing)}); see weakhand.profiles")
+                              f"(missing: {', '.join(missing)}); see weakhand.workbook.profiles")
 
 
 def describe_notebooks(paths: list[Path], profile: str | None = None) -> str:
@@ -591,7 +591,7 @@ def _kernel_env(job: _RankJob | None, info: dict | None) -> dict[str, str | None
 
 def _launch_command(nproc: int, run_args: list[str]) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc_per_node", str(nproc), "-m", "weakhand.cli", "run", *run_args]
+            "--nproc_per_node", str(nproc), "-m", "weakhand.workbook.cli", "run", *run_args]
 
 
 def _child_args(name, profile, device, only, start, stop, overrides, nb_dir, runs_parent,
@@ -767,7 +767,7 @@ def run_notebooks(name: str | None = None, *, profile: str = "auto", device: str
 
 @contextlib.contextmanager
 def _locked(run_dir: Path, argv: list[str], err: TextIO) -> Iterator[None]:
-    """The run folder's exclusive lock (:mod:`weakhand.runlock`) as a RunnerError when taken."""
+    """The run folder's exclusive lock (:mod:`weakhand.workbook.runlock`) as a RunnerError when taken."""
     from .runlock import RunLockedError, run_lock
 
     with contextlib.ExitStack() as stack:
@@ -913,7 +913,7 @@ def _execute(specs: list[NotebookSpec], selected: list[str], *, job: _RankJob | 
 
 
 # --------------------------------------------------------------------------------------------
-# command line (`weakhand run`), registered by weakhand.cli
+# command line (`weakhand run`), registered by weakhand.workbook.cli
 # --------------------------------------------------------------------------------------------
 CLI_HELP = "execute the notebooks in order into runs/<name>/"
 

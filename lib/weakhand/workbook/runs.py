@@ -28,8 +28,9 @@ RUNNER_LOG_DIR = "logs"          # kernel logs written by the runner
 
 
 def repo_root() -> Path:
-    """The repository folder (the one containing lib/weakhand), from the package location."""
-    return Path(__file__).resolve().parent.parent.parent
+    """The repository folder (the one containing lib/weakhand), from the package location
+    (this file is ``lib/weakhand/workbook/runs.py``)."""
+    return Path(__file__).resolve().parents[3]
 
 
 def runs_root() -> Path:
@@ -219,7 +220,7 @@ class Run:
         temporaries are always left out; the runner's own files (executed notebooks, run.json,
         logs/) unless `include_run_files`.
         """
-        from .io import TMP_MARK
+        from ..io import TMP_MARK
 
         base = self.path / under
         items = []
