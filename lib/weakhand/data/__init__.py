@@ -11,7 +11,7 @@ from .format import (ARRAY_SPECS, DEFAULT_DEPTH_SCALE_MM, IMAGE_ARRAYS, MANIFEST
                      dataset_summary, load_dataset, write_dataset)
 
 _TORCH_NAMES = ("HandDataset", "AugmentConfig", "MixedBatchSampler", "make_mixed_loader",
-                "set_loader_epoch", "colour_jitter",
+                "set_loader_epoch", "colour_jitter", "to_device",
                 "DEFAULT_FIELDS")
 
 __all__ = ["ARRAY_SPECS", "DEFAULT_DEPTH_SCALE_MM", "IMAGE_ARRAYS", "MANIFEST", "OPTIONAL_ARRAYS",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from typing import Any, Iterator, Sequence
 
 import cv2
@@ -441,3 +442,17 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     for d in parts:
         if hasattr(d, "set_epoch"):
             d.set_epoch(epoch)
+
+
+def to_device(obj: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
+    """Move every tensor in a (nested) dict / list / tuple / namedtuple batch to `device`
+    (other leaves unchanged; shapes, dtypes and values kept)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(to_device(v, device, non_blocking) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device, non_blocking) for v in obj)
+    return obj

@@ -8,22 +8,23 @@
     history = trainer.fit(train_loader, resume=True)
     trainer.loss_figure()
 
-See :mod:`weakhand.train.engine` (loop, logging, exact resume),
-:mod:`weakhand.train.checkpoint` (file format, loading helpers) and
-:mod:`weakhand.train.distributed` (several processes: ``torchrun`` / ``weakhand run --nproc``).
+See :mod:`weakhand.train.engine` (the loop), :mod:`weakhand.train.distributed` (several
+processes: ``torchrun`` / ``weakhand run --nproc``; DDP, reading the loss terms on the host),
+:mod:`weakhand.train.resume` (RNG states and data position of an exact resume),
+:mod:`weakhand.train.history` (the metrics log) and :mod:`weakhand.train.checkpoint` (file
+format, loading helpers).
 
-Importing this package inside a ``torchrun`` process on a CUDA machine selects the process's
-GPU (``torch.cuda.set_device(LOCAL_RANK)``), so that ``"cuda"`` means that GPU in the whole
-notebook, also for tensors created before the Trainer.
+Importing this package changes nothing (no device is selected): inside a ``torchrun`` process,
+resolving the notebook's CUDA device (:func:`weakhand.device.resolve_device`, called by
+:func:`weakhand.workbook.profiles.resolve` and by the Trainer) selects the process's GPU.
 """
 from . import distributed
 from .checkpoint import (CheckpointError, CheckpointNotFoundError, checkpoint_info,
                          load_checkpoint, read_checkpoint)
 from .distributed import is_main_process, rank0_first
-from .engine import (BEST_FILE, LAST_FILE, LOG_FILE, NonFiniteLossError, Trainer, loss_figure,
-                     read_history, seed_everything, to_device)
-
-distributed.pin_cuda_device_from_env()
+from .engine import BEST_FILE, LAST_FILE, NonFiniteLossError, Trainer, to_device
+from .history import LOG_FILE, loss_figure, read_history
+from .resume import seed_everything
 
 __all__ = ["Trainer", "NonFiniteLossError", "CheckpointError", "CheckpointNotFoundError",
            "checkpoint_info", "load_checkpoint", "read_checkpoint", "read_history", "loss_figure",

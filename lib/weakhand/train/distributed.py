@@ -13,10 +13,19 @@ A process belongs to a distributed job when it was started by ``torchrun`` (or `
 - :class:`TrainView` is what a step function receives in place of a trained module: calling
   it runs the DistributedDataParallel (and/or ``torch.compile``) wrapper, so gradients are
   all-reduced, while attributes (``model.cfg``, ``model.stride``) come from the module itself;
+- :func:`wrap_for_training` builds those views once (frozen modules get rank 0's weights
+  instead), and :func:`check_ddp_grads` stops a step whose gradients escaped the wrappers;
 - :func:`on_main` runs something on rank 0 only (checkpoint writes, validation) and hands its
-  result or its failure to every rank, so no rank waits forever for a rank that failed.
+  result or its failure to every rank, so no rank waits forever for a rank that failed;
+- :class:`StepTerms` reads each step's loss terms on the host, averaged over the ranks: at once
+  (one host-device sync per step) or deferred to the log / validation / checkpoint steps
+  (``sync_every_step=False``: the CPU keeps queueing steps while the GPU works);
+  :func:`sum_over_ranks` and :func:`gather_from_ranks` are the other collectives the Trainer
+  needs (throughput, every rank's RNG states in a checkpoint).
 
-Outside a distributed job every helper is a no-op (rank 0 of a world of 1).
+Outside a distributed job every helper is a no-op (rank 0 of a world of 1). The torchrun
+environment itself (:func:`~weakhand.device.dist_env`, :func:`~weakhand.device.local_cuda_index`)
+is read in :mod:`weakhand.device`; nothing here runs at import.
 """
 from __future__ import annotations
 
@@ -25,14 +34,18 @@ import datetime as _dt
 import itertools
 import os
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+import zlib
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler,
                               Sampler, SequentialSampler)
+
+from ..device import DistEnv, dist_env, local_cuda_index, pin_cuda_device_from_env, resolve_device
+from .checkpoint import SINGLE_MODEL_KEY
 
 TIMEOUT_ENV = "WEAKHAND_DIST_TIMEOUT_MIN"
 DEFAULT_TIMEOUT_MIN = 60.0
@@ -40,35 +53,8 @@ DEFAULT_TIMEOUT_MIN = 60.0
 __all__ = ["DistEnv", "dist_env", "is_distributed", "rank", "world_size", "is_main_process",
            "init_distributed", "local_cuda_index", "pin_cuda_device_from_env", "barrier",
            "on_main", "RankFailedError", "ShardedBatchSampler", "shard_loader", "TrainView",
-           "rank0_first", "TIMEOUT_ENV"]
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """What torchrun put into the environment."""
-    rank: int
-    world_size: int
-    local_rank: int
-
-
-def dist_env() -> DistEnv | None:
-    """The torchrun environment of this process, or None when not in a multi-process job
-    (``WORLD_SIZE`` unset or 1). A malformed environment raises RuntimeError."""
-    ws = os.environ.get("WORLD_SIZE", "").strip()
-    if not ws:
-        return None
-    try:
-        world = int(ws)
-        if world <= 1:
-            return None
-        r = int(os.environ["RANK"])
-        local = int(os.environ.get("LOCAL_RANK", r))
-    except (KeyError, ValueError) as exc:
-        raise RuntimeError(f"WORLD_SIZE={ws} is set but RANK/LOCAL_RANK are missing or not "
-                           f"integers ({exc}); start the job with torchrun") from None
-    if not 0 <= r < world:
-        raise RuntimeError(f"RANK={r} is outside 0..WORLD_SIZE-1={world - 1}")
-    return DistEnv(r, world, local)
+           "rank0_first", "wrap_for_training", "check_ddp_grads", "StepTerms", "mean_over_ranks",
+           "sum_over_ranks", "gather_from_ranks", "TIMEOUT_ENV"]
 
 
 def is_distributed() -> bool:
@@ -95,35 +81,6 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (and in a single-process run)."""
     return rank() == 0
-
-
-def local_cuda_index(local_rank: int | None = None) -> int:
-    """CUDA device index of this process: ``LOCAL_RANK`` (one GPU per process), or 0 when each
-    process sees a single GPU (e.g. ``CUDA_VISIBLE_DEVICES`` set per process)."""
-    lr = int(os.environ.get("LOCAL_RANK", 0)) if local_rank is None else int(local_rank)
-    n = torch.cuda.device_count()
-    if n == 1:
-        return 0
-    if lr >= n:
-        raise RuntimeError(f"LOCAL_RANK={lr} but only {n} CUDA device(s) are visible: start at "
-                           f"most {n} processes per node (one GPU each)")
-    return lr
-
-
-def pin_cuda_device_from_env() -> None:
-    """In a torchrun process on a CUDA machine, make ``"cuda"`` mean ``cuda:LOCAL_RANK``
-    (``torch.cuda.set_device``), so tensors a notebook moves to ``"cuda"`` before the Trainer
-    exists land on this process's GPU. No-op otherwise (and never an error)."""
-    try:
-        env = dist_env()
-    except RuntimeError:
-        return
-    if env is None or not torch.cuda.is_available():
-        return
-    try:
-        torch.cuda.set_device(local_cuda_index(env.local_rank))
-    except RuntimeError as exc:  # reported properly when a Trainer asks for the device
-        warnings.warn(f"could not select this process's GPU: {exc}", stacklevel=2)
 
 
 def _timeout() -> _dt.timedelta:
@@ -234,7 +191,6 @@ class rank0_first:
 
     def __enter__(self):
         if dist_env() is not None and not (dist.is_available() and dist.is_initialized()):
-            from ..profiles import resolve_device
             init_distributed(resolve_device(str(self.device)))
         if is_distributed() and dist.get_rank() != 0:
             barrier()
@@ -412,3 +368,181 @@ class TrainView(nn.Module):
 
     def __repr__(self) -> str:
         return f"TrainView({type(self.wrapped).__name__} of {type(self.original).__name__})"
+
+
+def wrap_for_training(models: Mapping[str, nn.Module], model: nn.Module, device: torch.device,
+                      *, compile_options: Mapping[str, Any] | None,
+                      find_unused_parameters: bool = False,
+                      ddp_kwargs: Mapping[str, Any] | None = None,
+                      ) -> tuple[nn.Module, list[tuple[str, TrainView]]]:
+    """What the training forward pass calls, and the DDP-wrapped views to check after backward.
+
+    `models` are the Trainer's named modules (already on this rank's `device`), `model` the module
+    or ``nn.ModuleDict`` the step function expects. In a plain single-process run without
+    `compile_options` this is `model` itself and no views. Otherwise each module with trainable
+    parameters is replaced by a :class:`TrainView` of its ``DistributedDataParallel``
+    (``device_ids`` = this rank's GPU on CUDA) and/or ``torch.compile`` wrapper; a frozen module
+    (e.g. a fixed regulariser) stays as it is, and in a distributed run receives rank 0's
+    parameters and buffers (DDP does this for the wrapped ones). Returns ``(train_model,
+    views)``: `views` lists ``(name, view)`` of the DDP-wrapped modules (empty without DDP).
+    """
+    ddp = world_size() > 1
+    if not ddp and compile_options is None:
+        return model, []
+    views: dict[str, nn.Module] = {}
+    wrapped: list[tuple[str, TrainView]] = []
+    for name, m in models.items():
+        if not any(p.requires_grad for p in m.parameters()):
+            views[name] = m  # frozen: no gradient to all-reduce
+            if ddp:  # but every rank must use rank 0's
+                with torch.no_grad():
+                    for t in [*m.parameters(), *m.buffers()]:
+                        dist.broadcast(t.data, src=0)
+            continue
+        call: nn.Module = m
+        if ddp:
+            ids = [device.index] if device.type == "cuda" else None
+            call = DistributedDataParallel(
+                m, device_ids=ids, find_unused_parameters=find_unused_parameters,
+                **dict(ddp_kwargs or {}))
+        if compile_options is not None:
+            call = torch.compile(call, **compile_options)
+        view = TrainView(m, call)
+        views[name] = view
+        if ddp:
+            wrapped.append((name, view))
+    if isinstance(model, nn.ModuleDict):
+        return nn.ModuleDict(views), wrapped
+    return next(iter(views.values())), wrapped
+
+
+def check_ddp_grads(views: Iterable[tuple[str, TrainView]], step: int,
+                    find_unused_parameters: bool) -> None:
+    """After backward in a distributed run (`step`: the 1-based update being made): every
+    DDP-wrapped module that took part in the step went through its wrapper, and (unless
+    `find_unused_parameters`) gave every trainable parameter a gradient; otherwise gradients
+    were not all-reduced (the ranks would drift apart silently, or DDP would fail cryptically at
+    the next step). Resets each view's call counter. Local, no sync."""
+    for name, view in views:
+        calls, view.calls = view.calls, 0
+        params = [(k, p) for k, p in view.original.named_parameters() if p.requires_grad]
+        label = "the model" if name == SINGLE_MODEL_KEY else f"model {name!r}"
+        if calls == 0:
+            if any(p.grad is not None for _, p in params):
+                raise RuntimeError(
+                    f"step {step}: {label} got gradients without being called: "
+                    "the step function must call the module it receives (model(...) / "
+                    "models[name](...)), not the original module or one of its methods, so "
+                    "that DistributedDataParallel all-reduces the gradients")
+            continue
+        if not find_unused_parameters:
+            missing = [k for k, p in params if p.grad is None]
+            if missing:
+                shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+                raise RuntimeError(
+                    f"step {step}: {len(missing)} trainable parameter(s) of {label} "
+                    f"got no gradient ({shown}); DistributedDataParallel needs "
+                    "Trainer(..., find_unused_parameters=True) for such models (or freeze "
+                    "them with requires_grad_(False))")
+
+
+# --------------------------------------------------------------------------------------------
+# reading the loss terms on the host (averaged over the ranks)
+
+def mean_over_ranks(flat: torch.Tensor, layout: list[tuple[str, ...]], step: int
+                    ) -> list[list[float]]:
+    """`flat` (the concatenated rows of `layout`, one row of term values per step) read on the
+    host: one sync; in a distributed run averaged over the ranks first, after checking that
+    every rank has the same layout (else the all-reduce would mix up terms; `step` names the
+    newest step in that error)."""
+    n_ranks = world_size()
+    if n_ranks > 1:
+        sig = float(zlib.crc32("|".join(",".join(n) for n in layout).encode()) & 0xFFFFF)
+        check = torch.tensor([flat.numel(), sig, -flat.numel(), -sig], dtype=torch.float64,
+                             device=flat.device)
+        dist.all_reduce(check, op=dist.ReduceOp.MAX)
+        hi_n, hi_sig, lo_n, lo_sig = check.tolist()
+        if hi_n != -lo_n or hi_sig != -lo_sig:
+            raise RuntimeError(
+                f"steps up to {step}: the ranks returned different loss terms "
+                f"(this rank: {', '.join(layout[-1])}); in a distributed run the step "
+                "function must return the same term names on every rank and step")
+        flat = flat.clone()
+        dist.all_reduce(flat)
+        flat /= n_ranks
+    out, pos, vals = [], 0, flat.tolist()
+    for names in layout:
+        n = len(names)
+        out.append(vals[pos:pos + n])
+        pos += n
+    return out
+
+
+class StepTerms:
+    """Each training step's loss terms (and gradient norm) as one row of device scalars, read on
+    the host (averaged over the ranks) at once (:meth:`read`) or later, several steps in one
+    sync (:meth:`defer`, then :meth:`flush`)."""
+
+    def __init__(self) -> None:
+        #: deferred steps: (names, has_grad_norm, row, step, epoch, batch)
+        self.pending: list[tuple[tuple[str, ...], bool, torch.Tensor, int, int, int]] = []
+
+    @staticmethod
+    def row(terms: Mapping[str, torch.Tensor], grad_norm: torch.Tensor | None,
+            device: torch.device) -> tuple[tuple[str, ...], bool, torch.Tensor]:
+        """``(names, has_grad_norm, row)``: every term (then the grad norm) as one float32
+        vector on `device` (no sync)."""
+        stacked = [t.detach().float().reshape(()).to(device) for t in terms.values()]
+        if grad_norm is not None:
+            stacked.append(grad_norm.detach().float().reshape(()).to(device))
+        return tuple(terms), grad_norm is not None, torch.stack(stacked)
+
+    @staticmethod
+    def _layout(names: tuple[str, ...], has_gn: bool) -> tuple[str, ...]:
+        return names + (("grad_norm",) if has_gn else ())
+
+    @staticmethod
+    def _values(names: tuple[str, ...], has_gn: bool, row: list[float]) -> dict[str, float]:
+        values = dict(zip(names, row))
+        if has_gn:
+            values["grad_norm"] = row[-1]
+        return values
+
+    def read(self, names: tuple[str, ...], has_gn: bool, row: torch.Tensor, step: int
+             ) -> dict[str, float]:
+        """One step's terms on the host now (one sync): ``{term: value, ["grad_norm": ...]}``."""
+        return self._values(names, has_gn,
+                            mean_over_ranks(row, [self._layout(names, has_gn)], step)[0])
+
+    def defer(self, names: tuple[str, ...], has_gn: bool, row: torch.Tensor, step: int,
+              epoch: int, batch: int) -> None:
+        self.pending.append((names, has_gn, row, step, epoch, batch))
+
+    def flush(self, step: int) -> list[tuple[dict[str, float], bool, int, int, int]]:
+        """Every deferred step read on the host (one sync), oldest first, as
+        ``(values, has_grad_norm, step, epoch, batch)``; `step` is the newest step."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        layout = [self._layout(names, has_gn) for names, has_gn, *_ in pending]
+        rows = mean_over_ranks(torch.cat([p[2] for p in pending]), layout, step)
+        return [(self._values(names, has_gn, row), has_gn, s, e, b)
+                for (names, has_gn, _, s, e, b), row in zip(pending, rows)]
+
+
+def sum_over_ranks(value: float, device: torch.device) -> float:
+    """`value` summed over the ranks (float64 all-reduce); `value` itself in a single process."""
+    if world_size() <= 1:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item()
+
+
+def gather_from_ranks(obj: Any) -> list[Any] | None:
+    """Every rank's (picklable) `obj`, in rank order; None in a single process."""
+    if world_size() <= 1:
+        return None
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -40,43 +40,48 @@ Host-device syncs: on the CPU the loss terms are read every step (the NaN check 
 before the update, as always); on CUDA they stay on the device and are read, checked and
 averaged only at log / validation / checkpoint steps (``sync_every_step``), so the CPU can
 queue the next steps while the GPU works.
+
+Where the pieces live: this module is the loop (:meth:`Trainer.fit`, one update in
+:meth:`Trainer._train_step`, checks, checkpoint contents); :mod:`.distributed` the DDP wrapping,
+the (deferred) reading of the loss terms and the other collectives; :mod:`.resume` the RNG
+states and data position of an exact resume; :mod:`.history` the metrics log and its figure;
+:mod:`.checkpoint` the file format.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import math
-import random
 import time
 import warnings
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..data.torch_data import set_loader_epoch
+from ..data.torch_data import to_device  # re-exported: weakhand.train.to_device
+from ..device import resolve_device
 from ..io import atomic_write_text
-from ..profiles import resolve_device
 from ..progress import progress
 from . import checkpoint as ck
 from . import distributed as _dist
+from . import resume as _resume
+from .history import LOG_FILE, RECORD_KEYS, append_record, jsonable, loss_figure, read_history
+from .history import read_records
+from .resume import seed_everything
 
-LOG_FILE = "metrics.jsonl"
 LAST_FILE = "last.pt"
 BEST_FILE = "best.pt"
 
-#: keys of log records that are not loss terms / validation metrics
-RECORD_KEYS = frozenset({"kind", "step", "epoch", "time", "elapsed_s", "images_per_s", "lr",
-                         "grad_norm", "val_s", "steps", "resumed_from", "terms", "message"})
-
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "to_device", "read_history",
            "loss_figure", "LOG_FILE", "LAST_FILE", "BEST_FILE"]
+
+_AMP_DTYPES = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+               "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -95,28 +100,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # --------------------------------------------------------------------------------------------
-# small helpers
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, NumPy's global RNG and torch (CPU and every CUDA device)."""
-    seed = int(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def to_device(obj: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
-    """Move every tensor in a (nested) dict / list / tuple / namedtuple to `device`."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, Mapping):
-        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(to_device(v, device, non_blocking) for v in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device, non_blocking) for v in obj)
-    return obj
-
+# batches
 
 def _channels_last(obj: Any) -> Any:
     """Every 4D floating-point tensor (B,C,H,W) of a nested batch in channels_last memory
@@ -132,14 +116,6 @@ def _channels_last(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_channels_last(v) for v in obj)
     return obj
-
-
-def _rank_seed(seed: int, rank: int) -> int:
-    """The global-RNG seed of a rank: `seed` itself on rank 0 (= a single-process run), a
-    distinct derived seed on the others (their dropout/augmentation draws must differ)."""
-    if rank == 0:
-        return int(seed)
-    return int(np.random.SeedSequence([int(seed) % 2**32, int(rank)]).generate_state(1)[0])
 
 
 def _batch_size(batch: Any) -> int:
@@ -158,129 +134,40 @@ def _batch_size(batch: Any) -> int:
     return 0
 
 
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """Every distinct torch.Generator that drives the loader's order / worker seeds."""
-    found: list[torch.Generator] = []
-    cands = [getattr(loader, "generator", None)]
-    for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        cands.append(getattr(obj, "generator", None))
-        cands.append(getattr(getattr(obj, "sampler", None), "generator", None))
-    for g in cands:
-        if isinstance(g, torch.Generator) and all(g is not f for f in found):
-            found.append(g)
-    return found
-
-
-def _set_epoch(loader: Any, epoch: int) -> None:
-    if isinstance(loader, DataLoader):
-        set_loader_epoch(loader, epoch)
-    elif hasattr(loader, "set_epoch"):
-        loader.set_epoch(epoch)
-
-
-def _jsonable(obj: Any) -> Any:
-    """A JSON-safe deep copy (NumPy scalars -> numbers, Paths and unknown objects -> str)."""
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, torch.Tensor):
-            return o.tolist()
-        if isinstance(o, Mapping):
-            return dict(o)
-        if isinstance(o, (set, frozenset)):
-            return sorted(o, key=str)
-        return str(o)
-    return json.loads(json.dumps(obj, default=default))
-
-
-def _finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-# --------------------------------------------------------------------------------------------
-# metrics log
-
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i != len(lines) - 1:  # the last line may be cut by a kill; anything else is odd
-                warnings.warn(f"{path}:{i + 1}: unparseable log line skipped", stacklevel=3)
-    return out
+def _named_models(model: Any, has_loss_fn: bool) -> tuple[dict[str, nn.Module], nn.Module]:
+    """``(name -> module, what the step function gets)`` for a module or a dict of modules."""
+    if isinstance(model, nn.Module) and not isinstance(model, nn.ModuleDict):
+        return {ck.SINGLE_MODEL_KEY: model}, model
+    if not isinstance(model, (Mapping, nn.ModuleDict)):
+        raise TypeError(f"model must be an nn.Module or a dict of them, got {type(model).__name__}")
+    models = dict(model.items())
+    if not models or not all(isinstance(m, nn.Module) for m in models.values()):
+        raise TypeError("model must be an nn.Module or a non-empty dict of nn.Modules")
+    if has_loss_fn:
+        raise ValueError("a dict of models needs step_fn(models, batch) (loss_fn gets "
+                         "model(batch), which a dict cannot compute)")
+    return models, model if isinstance(model, nn.ModuleDict) else nn.ModuleDict(models)
 
 
-def read_history(path: str | Path) -> dict[str, Any]:
-    """Metrics of a run as lists: `path` is a trainer folder or its ``metrics.jsonl``.
-
-    Returns ``{"train": {"step": [...], "epoch": [...], "elapsed_s": [...],
-    "images_per_s": [...], "lr": [...], "grad_norm": [...], <term>: [...]},
-    "val": {"step": [...], "epoch": [...], <metric>: [...]}, "loss_terms": [...],
-    "val_metrics": [...]}``; lists within "train" (and within "val") are aligned, a value missing
-    from a record is None.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / LOG_FILE
-    records = _read_records(path)
-    out: dict[str, Any] = {"train": {}, "val": {}, "loss_terms": [], "val_metrics": []}
-    base = {"train": ["step", "epoch", "elapsed_s", "images_per_s", "lr", "grad_norm"],
-            "val": ["step", "epoch", "elapsed_s", "val_s"]}
-    for kind, names_key in (("train", "loss_terms"), ("val", "val_metrics")):
-        recs = [r for r in records if r.get("kind") == kind]
-        names: list[str] = []
-        for r in recs:
-            names += [k for k in r if k not in RECORD_KEYS and k not in names]
-        out[names_key] = names
-        cols = [c for c in base[kind] if any(c in r for r in recs)] or ["step", "epoch"]
-        out[kind] = {c: [r.get(c) for r in recs] for c in cols + names}
-    return out
-
-
-def loss_figure(history: Mapping[str, Any] | str | Path, title: str | None = None,
-                log_y: bool = False):
-    """Plotly figure of the training loss terms (left axis) and validation metrics (right axis).
-
-    `history` is :meth:`Trainer.history`'s / :func:`read_history`'s dict, or a trainer folder /
-    metrics file. One trace per loss term (solid) and per validation metric (dashed, named
-    ``val/<metric>``).
-    """
-    import plotly.graph_objects as go
-
-    if not isinstance(history, Mapping):
-        history = read_history(history)
-    train, val = history.get("train", {}), history.get("val", {})
-    fig = go.Figure()
-    for term in history.get("loss_terms", []):
-        fig.add_trace(go.Scatter(x=train["step"], y=train[term], name=term, mode="lines",
-                                 legendgroup="train", yaxis="y"))
-    metrics = history.get("val_metrics", [])
-    for m in metrics:
-        fig.add_trace(go.Scatter(x=val["step"], y=val[m], name=f"val/{m}", mode="lines+markers",
-                                 line=dict(dash="dash"), legendgroup="val", yaxis="y2"))
-    layout: dict[str, Any] = dict(
-        title=title, xaxis=dict(title="step"),
-        yaxis=dict(title="training loss", type="log" if log_y else "linear"),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), height=380,
-        margin=dict(l=60, r=60, t=70 if title else 40, b=40))
-    if metrics:
-        layout["yaxis2"] = dict(title="validation", overlaying="y", side="right", showgrid=False)
-    fig.update_layout(**layout)
-    return fig
+def _amp_settings(device: torch.device, amp: bool | None, amp_dtype: str | torch.dtype
+                  ) -> tuple[bool, torch.dtype, Any]:
+    """``(amp, amp_dtype, GradScaler or None)``: AMP on CUDA only (None = on for CUDA), a
+    GradScaler for float16."""
+    is_cuda = device.type == "cuda"
+    if amp is None:
+        amp = is_cuda
+    if amp and not is_cuda:
+        raise ValueError("amp=True needs a CUDA device (AMP is only used on CUDA); pass "
+                         "amp=None to switch it on automatically when training on a GPU")
+    dtype = _AMP_DTYPES.get(amp_dtype, amp_dtype) if isinstance(amp_dtype, str) else amp_dtype
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {amp_dtype!r}")
+    scaler = torch.amp.GradScaler("cuda") if amp and dtype == torch.float16 else None
+    return bool(amp), dtype, scaler
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,13 +191,13 @@ class Trainer:
       runs; attributes (``model.cfg``) resolve on the module itself.
 
     ``"loss"`` is what gets back-propagated; every other term is only logged. Terms must be
-    scalars; the names in ``RECORD_KEYS`` ("lr", "step", ...) are reserved.
+    scalars; the names in :data:`~weakhand.train.history.RECORD_KEYS` ("lr", "step", ...) are reserved.
 
     One optimizer covers all trained parameters; `scheduler` (optional) is stepped after every
     update, except ``ReduceLROnPlateau`` which is stepped after each validation with
     `best_metric` (or the first metric). `grad_clip` clips the global gradient L2 norm.
 
-    `device`: "auto" | "cpu" | "cuda[:N]" (see :func:`weakhand.profiles.resolve_device`; "cuda"
+    `device`: "auto" | "cpu" | "cuda[:N]" (see :func:`weakhand.device.resolve_device`; "cuda"
     without a GPU raises RuntimeError). The model(s) are moved there. `amp`: None = on for CUDA,
     off for CPU; True on CPU is an error. AMP uses ``torch.autocast`` with `amp_dtype`
     ("float16" with a GradScaler, or "bfloat16" without one).
@@ -362,27 +249,14 @@ class Trainer:
                  ddp_kwargs: Mapping[str, Any] | None = None, shard_data: bool = True):
         if (loss_fn is None) == (step_fn is None):
             raise ValueError("give exactly one of loss_fn(batch, outputs) and step_fn(model, batch)")
-        if isinstance(model, nn.Module) and not isinstance(model, nn.ModuleDict):
-            self.models: dict[str, nn.Module] = {ck.SINGLE_MODEL_KEY: model}
-            self.model: nn.Module = model
-        elif isinstance(model, (Mapping, nn.ModuleDict)):
-            self.models = dict(model.items())
-            if not self.models or not all(isinstance(m, nn.Module) for m in self.models.values()):
-                raise TypeError("model must be an nn.Module or a non-empty dict of nn.Modules")
-            self.model = model if isinstance(model, nn.ModuleDict) else nn.ModuleDict(self.models)
-            if loss_fn is not None:
-                raise ValueError("a dict of models needs step_fn(models, batch) (loss_fn gets "
-                                 "model(batch), which a dict cannot compute)")
-        else:
-            raise TypeError(f"model must be an nn.Module or a dict of them, got {type(model).__name__}")
-        self.optimizer = optimizer
-        self.loss_fn, self.step_fn = loss_fn, step_fn
-        self.scheduler = scheduler
-        self.val_fn = val_fn
+        self.models, self.model = _named_models(model, loss_fn is not None)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.loss_fn, self.step_fn, self.val_fn = loss_fn, step_fn, val_fn
         self.name = str(name)
         self.dir = Path(run_dir) / self.name
         self.seed = int(seed)
 
+        # cadence
         self.max_steps = int(max_steps)
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {max_steps}")
@@ -391,21 +265,19 @@ class Trainer:
         self.ckpt_every = (max(1, min(1000, self.max_steps // 10)) if ckpt_every is None
                            else max(1, int(ckpt_every)))
         self.grad_clip = None if grad_clip is None else float(grad_clip)
-
         if best_mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
         if best_metric is not None and val_fn is None:
             raise ValueError("best_metric needs a val_fn that returns it")
         self.best_metric, self.best_mode = best_metric, best_mode
 
+        # device, processes, performance
         self.device = _dist.init_distributed(resolve_device(device))
         self.rank, self.world_size = _dist.rank(), _dist.world_size()
         self.is_main = self.rank == 0
         self.channels_last = bool(channels_last)
-        if isinstance(compile, Mapping):
-            self.compile_options: dict[str, Any] | None = dict(compile)
-        else:
-            self.compile_options = {} if compile else None
+        self.compile_options: dict[str, Any] | None = (
+            dict(compile) if isinstance(compile, Mapping) else {} if compile else None)
         self.sync_every_step = (self.device.type != "cuda" if sync_every_step is None
                                 else bool(sync_every_step))
         self.find_unused_parameters = bool(find_unused_parameters)
@@ -415,23 +287,10 @@ class Trainer:
             m.to(self.device)
             if self.channels_last:
                 m.to(memory_format=torch.channels_last)
-        is_cuda = self.device.type == "cuda"
-        if amp is None:
-            amp = is_cuda
-        if amp and not is_cuda:
-            raise ValueError("amp=True needs a CUDA device (AMP is only used on CUDA); pass "
-                             "amp=None to switch it on automatically when training on a GPU")
-        self.amp = bool(amp)
-        dtypes = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-        self.amp_dtype = dtypes.get(amp_dtype, amp_dtype) if isinstance(amp_dtype, str) else amp_dtype
-        if self.amp_dtype not in (torch.float16, torch.bfloat16):
-            raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {amp_dtype!r}")
-        self.scaler = (torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16
-                       else None)
+        self.amp, self.amp_dtype, self.scaler = _amp_settings(self.device, amp, amp_dtype)
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
 
-        self.config = _jsonable(dict(config)) if config is not None else {}
+        self.config = jsonable(dict(config)) if config is not None else {}
         self.show_progress = bool(show_progress)
         self._train_model: nn.Module | None = None  # what step_fn / the forward gets (fit)
         self._views: list[tuple[str, _dist.TrainView]] = []  # DDP-wrapped modules
@@ -453,7 +312,7 @@ class Trainer:
 
     def settings(self) -> dict[str, Any]:
         """The trainer's own settings (stored in checkpoints next to `config`)."""
-        return _jsonable({
+        return jsonable({
             "name": self.name, "seed": self.seed, "max_steps": self.max_steps,
             "log_every": self.log_every, "val_every": self.val_every,
             "ckpt_every": self.ckpt_every, "grad_clip": self.grad_clip, "device": str(self.device),
@@ -484,7 +343,7 @@ class Trainer:
         self._acc: dict[str, float] = {}
         self._acc_steps = 0
         self._acc_images = 0
-        self._pending: list[tuple] = []  # deferred steps: (names, has_gn, row, step, epoch, batch)
+        self._terms = _dist.StepTerms()  # loss terms not yet read on the host
         self._t_fit = time.perf_counter()
         self._t_interval = self._t_fit
 
@@ -550,7 +409,7 @@ class Trainer:
                 val_now = self.val_fn is not None and (final or bool(
                     self.val_every and self.step % self.val_every == 0))
                 ckpt_now = final or self.step % self.ckpt_every == 0
-                if self._pending and (log_now or val_now or ckpt_now):
+                if self._terms.pending and (log_now or val_now or ckpt_now):
                     values = self._flush()
                 if values is not None:
                     bar.set_postfix({"loss": _fmt(values["loss"]), "epoch": self.epoch},
@@ -592,10 +451,8 @@ class Trainer:
         if self.is_main:
             for p in (self.last_path, self.best_path, self.log_path):
                 p.unlink(missing_ok=True)
-        seed_everything(_rank_seed(self.seed, self.rank))
-        # loader generators drive the data order: the same on every rank (sharding needs it)
-        for i, g in enumerate(_loader_generators(loader)):
-            g.manual_seed(self.seed + i)
+        _resume.seed_everything(_resume.rank_seed(self.seed, self.rank))
+        _resume.seed_loader(loader, self.seed)
         self._append({"kind": "start", "step": 0, "time": time.time()})
         return None
 
@@ -630,7 +487,7 @@ class Trainer:
 
         # the log keeps what the checkpoint has seen; later records belong to the lost work
         if self.is_main:
-            kept = [r for r in _read_records(self.log_path) if int(r.get("step", 0)) <= self.step]
+            kept = [r for r in read_records(self.log_path) if int(r.get("step", 0)) <= self.step]
             atomic_write_text(self.log_path, "".join(json.dumps(r) + "\n" for r in kept))
             self._append({"kind": "resume", "step": self.step, "time": time.time(),
                           "resumed_from": str(path)})
@@ -643,9 +500,9 @@ class Trainer:
         if self.step < self.max_steps:
             # re-open the epoch under its starting RNG states and skip what was consumed
             self._epoch_rng = mine["epoch_rng"] if mine else ckpt["epoch_rng"]
-            self._apply_epoch_rng(self._epoch_rng, loader)
+            _resume.apply_epoch_rng(self._epoch_rng, loader)
             it = self._open_epoch(loader, capture=False)
-            if not self._skip(it, loader, self.batch_in_epoch):
+            if not _resume.skip_batches(it, loader, self.batch_in_epoch):
                 warnings.warn(f"the loader has fewer than {self.batch_in_epoch} batches per "
                               f"epoch now (checkpoint {path}); continuing with the next epoch",
                               stacklevel=3)
@@ -666,78 +523,20 @@ class Trainer:
             warnings.warn(f"resuming from {path} with changed settings: {', '.join(changed)}",
                           stacklevel=4)
 
-    def _apply_epoch_rng(self, epoch_rng: Mapping[str, Any], loader: Iterable) -> None:
-        ck.set_rng_state(epoch_rng["rng"])
-        gens, states = _loader_generators(loader), epoch_rng.get("loader", [])
-        if len(gens) != len(states):
-            warnings.warn(f"the loader has {len(gens)} torch.Generator(s), the checkpoint "
-                          f"{len(states)}: the data order after resuming may differ", stacklevel=4)
-        for g, s in zip(gens, states):
-            g.set_state(s)
-
     def _open_epoch(self, loader: Iterable, capture: bool = True) -> Iterator:
-        if capture:
-            self._epoch_rng = {"rng": ck.rng_state(),
-                               "loader": [g.get_state() for g in _loader_generators(loader)]}
-        _set_epoch(loader, self.epoch)
-        return iter(loader)
-
-    @staticmethod
-    def _skip(it: Iterator, loader: Iterable, n: int) -> bool:
-        """Advance `it` by `n` batches; False if it ran out first.
-
-        A single-process DataLoader over a map-style dataset only advances its sampler (no data
-        is loaded; the global RNG states are restored afterwards anyway); other loaders are
-        iterated (workers keep their own RNG streams in step).
-        """
-        from torch.utils.data.dataloader import _SingleProcessDataLoaderIter
-        fast = (isinstance(it, _SingleProcessDataLoaderIter) and hasattr(it, "_next_index")
-                and isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset))
-        try:
-            for _ in range(n):
-                it._next_index() if fast else next(it)
-        except StopIteration:
-            return False
-        return True
+        if capture:  # the RNG states an exact resume of this epoch starts from
+            self._epoch_rng = _resume.epoch_rng_state(loader)
+        return _resume.open_epoch(loader, self.epoch)
 
     # -- one update ----------------------------------------------------------------------------
     def _training_model(self) -> nn.Module:
-        """What the forward pass calls: `self.model` itself in a plain single-process run;
-        otherwise each module with trainable parameters behind a :class:`TrainView` of its
-        DistributedDataParallel / compiled wrapper (created once, on first use)."""
-        if self._train_model is not None:
-            return self._train_model
-        ddp = self.world_size > 1
-        if not ddp and self.compile_options is None:
-            self._train_model = self.model
-            return self.model
-        views: dict[str, nn.Module] = {}
-        for name, m in self.models.items():
-            if not any(p.requires_grad for p in m.parameters()):
-                views[name] = m  # frozen (e.g. a fixed regulariser): no gradient to all-reduce
-                if ddp:  # but every rank must use rank 0's (DDP does this for the others)
-                    import torch.distributed as dist
-                    with torch.no_grad():
-                        for t in [*m.parameters(), *m.buffers()]:
-                            dist.broadcast(t.data, src=0)
-                continue
-            call: nn.Module = m
-            if ddp:
-                from torch.nn.parallel import DistributedDataParallel
-                ids = [self.device.index] if self.device.type == "cuda" else None
-                call = DistributedDataParallel(
-                    m, device_ids=ids, find_unused_parameters=self.find_unused_parameters,
-                    **self.ddp_kwargs)
-            if self.compile_options is not None:
-                call = torch.compile(call, **self.compile_options)
-            view = _dist.TrainView(m, call)
-            views[name] = view
-            if ddp:
-                self._views.append((name, view))
-        if isinstance(self.model, nn.ModuleDict):
-            self._train_model = nn.ModuleDict(views)
-        else:
-            self._train_model = views[ck.SINGLE_MODEL_KEY]
+        """What the forward pass calls: `self.model` itself in a plain single-process run,
+        else its DDP / compiled views (:func:`~weakhand.train.distributed.wrap_for_training`,
+        created once, on first use)."""
+        if self._train_model is None:
+            self._train_model, self._views = _dist.wrap_for_training(
+                self.models, self.model, self.device, compile_options=self.compile_options,
+                find_unused_parameters=self.find_unused_parameters, ddp_kwargs=self.ddp_kwargs)
         return self._train_model
 
     def _forward(self, batch: Any) -> Mapping[str, Any]:
@@ -745,33 +544,6 @@ class Trainer:
         if self.step_fn is not None:
             return self.step_fn(model, batch)
         return self.loss_fn(batch, model(batch))
-
-    def _check_ddp_grads(self) -> None:
-        """After backward in a distributed run: every DDP-wrapped module that took part in the
-        step went through its wrapper, and (unless find_unused_parameters) gave every trainable
-        parameter a gradient; otherwise gradients were not all-reduced (the ranks would drift
-        apart silently, or DDP would fail cryptically at the next step). Local, no sync."""
-        for name, view in self._views:
-            calls, view.calls = view.calls, 0
-            params = [(k, p) for k, p in view.original.named_parameters() if p.requires_grad]
-            label = "the model" if name == ck.SINGLE_MODEL_KEY else f"model {name!r}"
-            if calls == 0:
-                if any(p.grad is not None for _, p in params):
-                    raise RuntimeError(
-                        f"step {self.step + 1}: {label} got gradients without being called: "
-                        "the step function must call the module it receives (model(...) / "
-                        "models[name](...)), not the original module or one of its methods, so "
-                        "that DistributedDataParallel all-reduces the gradients")
-                continue
-            if not self.find_unused_parameters:
-                missing = [k for k, p in params if p.grad is None]
-                if missing:
-                    shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-                    raise RuntimeError(
-                        f"step {self.step + 1}: {len(missing)} trainable parameter(s) of {label} "
-                        f"got no gradient ({shown}); DistributedDataParallel needs "
-                        "Trainer(..., find_unused_parameters=True) for such models (or freeze "
-                        "them with requires_grad_(False))")
 
     def _train_step(self, batch: Any) -> dict[str, float] | None:
         """One update; returns the loss terms as floats (averaged over the ranks), or None when
@@ -793,7 +565,7 @@ class Trainer:
         else:
             loss.backward()
         if self._views:
-            self._check_ddp_grads()
+            _dist.check_ddp_grads(self._views, self.step + 1, self.find_unused_parameters)
 
         grad_norm = None
         if self.grad_clip is not None:
@@ -804,24 +576,17 @@ class Trainer:
             grads = [p.grad for p in self._params if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
 
-        # every term (and the grad norm) as one small device tensor
-        stacked = [t.detach().float().reshape(()).to(loss.device) for t in terms.values()]
-        if grad_norm is not None:
-            stacked.append(grad_norm.detach().float().reshape(()).to(loss.device))
-        row = torch.stack(stacked)
-        names, has_gn = tuple(terms), grad_norm is not None
+        names, has_gn, row = _dist.StepTerms.row(terms, grad_norm, loss.device)
         self._acc_images += n_images
         values = None
         if self.sync_every_step:  # one host sync per step, before the update
-            layout = [names + (("grad_norm",) if has_gn else ())]
-            values = self._row_values(names, has_gn, self._reduce(row, layout)[0])
+            values = self._terms.read(names, has_gn, row, step=self.step + 1)
             bad = self._bad_terms(values, has_gn)
             if bad:  # before the update: the weights stay as they were after the previous step
                 self._fail(bad, values, step=self.step + 1, epoch=self.epoch,
                            batch=self.batch_in_epoch + 1)
         else:
-            self._pending.append((names, has_gn, row, self.step + 1, self.epoch,
-                                  self.batch_in_epoch + 1))
+            self._terms.defer(names, has_gn, row, self.step + 1, self.epoch, self.batch_in_epoch + 1)
 
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -833,39 +598,6 @@ class Trainer:
             self.scheduler.step()
         if values is not None:
             self._accumulate(values)
-        return values
-
-    def _reduce(self, flat: torch.Tensor, layout: list[tuple[str, ...]]) -> list[list[float]]:
-        """`flat` (the concatenated rows of `layout`, one row of term values per step) read on
-        the host: one sync; in a distributed run averaged over the ranks first, after checking
-        that every rank has the same layout (else the all-reduce would mix up terms)."""
-        if self.world_size > 1:
-            import torch.distributed as dist
-            sig = float(zlib.crc32("|".join(",".join(n) for n in layout).encode()) & 0xFFFFF)
-            check = torch.tensor([flat.numel(), sig, -flat.numel(), -sig], dtype=torch.float64,
-                                 device=flat.device)
-            dist.all_reduce(check, op=dist.ReduceOp.MAX)
-            hi_n, hi_sig, lo_n, lo_sig = check.tolist()
-            if hi_n != -lo_n or hi_sig != -lo_sig:
-                raise RuntimeError(
-                    f"steps up to {self.step + 1}: the ranks returned different loss terms "
-                    f"(this rank: {', '.join(layout[-1])}); in a distributed run the step "
-                    "function must return the same term names on every rank and step")
-            flat = flat.clone()
-            dist.all_reduce(flat)
-            flat /= self.world_size
-        out, pos, vals = [], 0, flat.tolist()
-        for names in layout:
-            n = len(names)
-            out.append(vals[pos:pos + n])
-            pos += n
-        return out
-
-    @staticmethod
-    def _row_values(names: tuple[str, ...], has_gn: bool, row: list[float]) -> dict[str, float]:
-        values = dict(zip(names, row))
-        if has_gn:
-            values["grad_norm"] = row[-1]
         return values
 
     def _bad_terms(self, values: dict[str, float], has_gn: bool) -> list[str]:
@@ -883,14 +615,8 @@ class Trainer:
     def _flush(self) -> dict[str, float] | None:
         """Read, check and log-accumulate the deferred steps (one host sync); returns the
         last step's values. A non-finite step raises NonFiniteLossError naming that step."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return None
-        layout = [names + (("grad_norm",) if has_gn else ()) for names, has_gn, *_ in pending]
-        rows = self._reduce(torch.cat([p[2] for p in pending]), layout)
         values = None
-        for (names, has_gn, _, step, epoch, batch), row in zip(pending, rows):
-            values = self._row_values(names, has_gn, row)
+        for values, has_gn, step, epoch, batch in self._terms.flush(step=self.step + 1):
             bad = self._bad_terms(values, has_gn)
             if bad:
                 self._fail(bad, values, step=step, epoch=epoch, batch=batch, detected_at=self.step)
@@ -954,21 +680,13 @@ class Trainer:
 
     # -- logging / validation ------------------------------------------------------------------
     def _append(self, rec: Mapping[str, Any]) -> None:
-        if not self.is_main:  # one log per run: rank 0's
-            return
-        line = json.dumps({k: _finite_or_none(v) for k, v in _jsonable(dict(rec)).items()})
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        if self.is_main:  # one log per run: rank 0's
+            append_record(self.log_path, rec)
 
     def _log_train(self) -> None:
         if not self._acc_steps:
             return
-        images = self._acc_images
-        if self.world_size > 1:  # throughput of all ranks together
-            import torch.distributed as dist
-            t = torch.tensor([float(images)], dtype=torch.float64, device=self.device)
-            dist.all_reduce(t)
-            images = t.item()
+        images = _dist.sum_over_ranks(self._acc_images, self.device)  # all ranks together
         now = time.perf_counter()
         dt = max(now - self._t_interval, 1e-9)
         rec: dict[str, Any] = {
@@ -1032,10 +750,8 @@ class Trainer:
         """Write the checkpoint to `paths` (rank 0; every rank returns once it is written)."""
         self._rank_states = None
         if self.world_size > 1:  # every rank's RNG states, for an exact resume of each
-            import torch.distributed as dist
-            states: list[Any] = [None] * self.world_size
-            dist.all_gather_object(states, {"rng": ck.rng_state(), "epoch_rng": self._epoch_rng})
-            self._rank_states = states
+            self._rank_states = _dist.gather_from_ranks({"rng": ck.rng_state(),
+                                                         "epoch_rng": self._epoch_rng})
 
         def write() -> list[str]:
             bad = self._nonfinite_weights()
@@ -1070,6 +786,7 @@ class Trainer:
             "format": ck.FORMAT, "version": ck.VERSION, "name": self.name,
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "models": {k: m.state_dict() for k, m in self.models.items()},
+            "model_specs": ck.describe_models(self.models),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
