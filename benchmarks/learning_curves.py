@@ -32,38 +32,37 @@ class _Arch:
 
 
 def _cai_build(width):
-    from weakhand import cai
-    return cai.CaiPoseNet(cai.PoseNetConfig(width=width or 16, n_stages=3))
+    from weakhand.models import CaiPoseNet, PoseNetConfig
+    return CaiPoseNet(PoseNetConfig(width=width or 16, n_stages=3))
 
 
 def _cai_loss(model, batch):
-    from weakhand import cai
-    return cai.pose_losses(batch, model(batch), sigma=model.cfg.sigma, stride=model.stride)["loss"]
+    from weakhand.methods import cai
+    return cai.losses(batch, model(batch), sigma=model.cfg.sigma, stride=model.stride)["loss"]
 
 
 def _cai_predict(model, loader):
-    from weakhand import cai
+    from weakhand.methods import cai
     return cai.predict(model, loader, "cpu")
 
 
 def _p25_build(width):
-    from weakhand.models.pose25d import Pose25DConfig, Pose25DNet
+    from weakhand.models.pose25d_net import Pose25DConfig, Pose25DNet
     return Pose25DNet(Pose25DConfig(width=width or 24, refiner_hidden=0))
 
 
 def _p25_loss(model, batch):
-    from weakhand import pose25d
-    return pose25d.pose25d_losses(batch, model(batch))["loss"]
+    from weakhand.methods import spurr_bmc
+    return spurr_bmc.losses(batch, model(batch))["loss"]
 
 
 def _p25hm_loss(model, batch):
-    from weakhand import pose25d
+    from weakhand.methods import spurr_bmc
     out = model(batch)
-    return pose25d.pose25d_losses(batch, out)["loss"] + pose25d.heatmap_ce(batch, out, model)
+    return spurr_bmc.losses(batch, out)["loss"] + spurr_bmc.heatmap_ce(batch, out, model)
 
 
 def _p25_predict(model, loader):
-    from weakhand import pose25d
     model.eval()
     with torch.no_grad():
         acc = {k: [] for k in ("uv", "zn", "kp2d", "kp3d", "vis", "K", "has_3d")}

@@ -21,10 +21,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weakhand.cli import main as cli_main
+from weakhand.workbook.cli import main as cli_main
 from weakhand.data import DatasetError, HandDataset, load_dataset, write_dataset
 from weakhand.data import format as fmt
-from weakhand.runlock import LOCK_ENV, LOCK_FILE, RunLockedError, lock_holder, run_lock
+from weakhand.workbook.runlock import LOCK_ENV, LOCK_FILE, RunLockedError, lock_holder, run_lock
 from weakhand.train import Trainer
 from weakhand.train.checkpoint import (CheckpointError, UnsafeCheckpointError, checkpoint_info,
                                        load_checkpoint, read_checkpoint, write_checkpoint)
@@ -92,15 +92,14 @@ def test_crafted_checkpoint_refused_by_weakhand_predict(evil, tmp_path, capsys):
 
 def test_crafted_checkpoint_refused_by_evaluation_and_notebook_loaders(evil):
     from weakhand.evaluation.variants import TrainedVariant, load_model
-    from weakhand.models.pose25d import Pose25DConfig
-    from weakhand.pose25d import build_stage3
+    from weakhand.methods.spurr_bmc import build
+    from weakhand.models.pose25d_net import Pose25DConfig
 
     with pytest.raises(UnsafeCheckpointError) as exc:  # notebook 70 / weakhand.evaluation
         load_model(TrainedVariant("cai", "2d", 0, evil["ckpt"]))
     _assert_refused(exc.value, evil["ckpt"], evil["marker"])
     with pytest.raises(UnsafeCheckpointError) as exc:  # notebook 60's stage-3 loader
-        build_stage3("2d", Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16),
-                     evil["ckpt"])
+        build("2d", Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16), evil["ckpt"])
     _assert_refused(exc.value, evil["ckpt"], evil["marker"])
 
 
@@ -120,7 +119,7 @@ def test_crafted_checkpoint_in_a_weakhand_run_subprocess(evil):
     imgs = evil["run"] / "imgs"
     imgs.mkdir()
     (imgs / "a.png").write_bytes(b"")
-    r = subprocess.run([PY, "-m", "weakhand.cli", "predict", str(evil["ckpt"]), str(imgs),
+    r = subprocess.run([PY, "-m", "weakhand.workbook.cli", "predict", str(evil["ckpt"]), str(imgs),
                         "--out", str(evil["run"] / "o")], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2, r.stderr
@@ -258,7 +257,7 @@ def _hold_lock(run: Path, command: str) -> subprocess.Popen:
     """Another process holding the lock of `run` (for 60 s) once this returns."""
     holder = subprocess.Popen([PY, "-c", textwrap.dedent(f"""
         import time
-        from weakhand.runlock import run_lock
+        from weakhand.workbook.runlock import run_lock
         with run_lock({str(run)!r}, {command!r}):
             print("locked", flush=True)
             time.sleep(60)
@@ -287,13 +286,13 @@ def test_run_lock_second_writer_refused_stale_taken_over_reentrant(tmp_path):
         assert me["pid"] == os.getpid() and os.environ[LOCK_ENV]
         assert said and f"stale lock of pid {holder.pid}" in said[0] and "no longer running" in said[0]
         # re-entrant for children that inherit the token (ablate -> run, launcher -> ranks) ...
-        child = subprocess.run([PY, "-c", f"from weakhand.runlock import run_lock\n"
+        child = subprocess.run([PY, "-c", f"from weakhand.workbook.runlock import run_lock\n"
                                 f"with run_lock({str(run)!r}): print('in')"],
                                capture_output=True, text=True, timeout=120)
         assert child.returncode == 0 and "in" in child.stdout
         # ... but not for an unrelated process
         env = {k: v for k, v in os.environ.items() if k != LOCK_ENV}
-        other = subprocess.run([PY, "-c", f"from weakhand.runlock import run_lock\n"
+        other = subprocess.run([PY, "-c", f"from weakhand.workbook.runlock import run_lock\n"
                                 f"with run_lock({str(run)!r}): print('in')"],
                                capture_output=True, text=True, timeout=120, env=env)
         assert other.returncode != 0 and "RunLockedError" in other.stderr
@@ -310,13 +309,13 @@ def test_two_weakhand_runs_into_one_folder(tmp_path):
              "run.artifact('done.txt').write_text('ok')\n")
     args = ["run", "--profile", "smoke", "--name", "shared", "--notebooks", str(nbs),
             "--runs-dir", str(tmp_path / "runs")]
-    first = subprocess.Popen([PY, "-m", "weakhand.cli", *args], stdout=subprocess.PIPE,
+    first = subprocess.Popen([PY, "-m", "weakhand.workbook.cli", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     run = tmp_path / "runs" / "shared"
     deadline = time.time() + 120
     while not lock_holder(run).get("pid") and time.time() < deadline:
         time.sleep(0.1)
-    second = subprocess.run([PY, "-m", "weakhand.cli", *args], capture_output=True, text=True,
+    second = subprocess.run([PY, "-m", "weakhand.workbook.cli", *args], capture_output=True, text=True,
                             timeout=300)
     out1, err1 = first.communicate(timeout=300)
     assert second.returncode == 2, second.stderr
@@ -332,7 +331,7 @@ def test_ablate_refused_while_locked_and_its_runner_steps_reenter(tmp_path, caps
     import io
 
     from test_runner import write_nb
-    from weakhand import runner
+    from weakhand.workbook import runner
 
     nbs = tmp_path / "notebooks"
     write_nb(nbs, "00_a", "run.artifact('x.txt').write_text('1')\n")

@@ -7,8 +7,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from weakhand import cai, profiles, runner
+from weakhand.workbook import profiles, runner
 from weakhand.data import load_dataset
+from weakhand.methods import cai
 from weakhand.synth.dataset import DEFAULT_SPLITS
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -99,7 +100,7 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
         assert np.isfinite(r["rec_epe_mm_mean"]) == (r["family"] == "pose25d" and r["variant"] != "constant")
     assert {(g["family"], g["variant"]) for g in res70["gaps"]} >= {("cai", "2d_depth_bmc"), ("pose25d", "2d_bmc")}
     oracle = json.loads((run / "metrics" / "50_oracle_descent.json").read_text())["rows"]
-    assert {r["signal"] for r in oracle} == {v for v in cai.VARIANTS if cai.VARIANT_SIGNALS[v]}
+    assert {r["signal"] for r in oracle} == {v for v in cai.VARIANTS if cai.VARIANTS[v].signals}
     assert all(np.isfinite(r["z_before_mm"]) and np.isfinite(r["z_after_mm"]) for r in oracle)
     assert (run / "metrics" / "70_results.csv").read_text().count("\n") == len(res70["rows"]) + 1
     diag = json.loads((run / "metrics" / "70_regularizer_diagnostic.json").read_text())["rows"]
@@ -108,7 +109,7 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     report = (run / "report.html").read_text()
     assert report.count("<table>") >= 3 and "plotly" in report
     # weakhand ablate on the same folder: shared stages skipped, stage 3 for seeds 0 and 1, evaluation
-    from weakhand.ablate import run_ablation
+    from weakhand.workbook.ablate import run_ablation
     assert run_ablation("smoke", profile="smoke", device="cpu", seeds=[0, 1], skip_shared=True,
                         runs_dir=tmp_path) == 0
     abl = json.loads((run / "ablation.json").read_text())
