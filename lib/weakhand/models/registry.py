@@ -1,6 +1,6 @@
 """Every network class a checkpoint can hold, by *kind* (its class name): how to describe an
-instance (kind + constructor configuration as a plain dict, written into each checkpoint by
-:func:`weakhand.train.checkpoint.describe_models`) and how to rebuild it.
+instance (kind + constructor configuration as a plain dict, written by the Trainer into every
+checkpoint as ``model_specs``) and how to rebuild it.
 
     model = build_model("runs/cpu/stage3_2d/last.pt")        # weights loaded, eval mode
 
@@ -112,6 +112,7 @@ def build_model(checkpoint: str | os.PathLike | Mapping[str, Any], name: str | N
     Raises :class:`weakhand.train.checkpoint.CheckpointError` naming the file when it cannot be
     read (or holds pickled objects), does not say what it holds, or does not fit.
     """
+    # local: importing weakhand.train runs its engine, which imports this module (describe)
     from ..train.checkpoint import CheckpointError, _load_models, model_specs, read_checkpoint
 
     if isinstance(checkpoint, Mapping):

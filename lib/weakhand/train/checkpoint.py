@@ -49,7 +49,7 @@ VERSION = 1
 SINGLE_MODEL_KEY = "model"
 
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "UnsafeCheckpointError",
-           "checkpoint_info", "describe_models", "load_checkpoint", "model_specs",
+           "checkpoint_info", "load_checkpoint", "model_specs",
            "read_checkpoint", "write_checkpoint",
            "restore_scheduler", "rng_state", "set_rng_state", "FORMAT", "VERSION"]
 
@@ -193,14 +193,6 @@ def write_checkpoint(ckpt: Mapping[str, Any], paths: str | os.PathLike | Iterabl
         raise CheckpointError(f"refusing to write a checkpoint that a safe load "
                               f"(torch.load(weights_only=True)) cannot read: {exc}") from exc
     return [atomic_write_bytes(p, data) for p in paths]
-
-
-def describe_models(models: Mapping[str, nn.Module]) -> dict[str, dict[str, Any]]:
-    """The checkpoint's ``model_specs`` entry: {name: {"kind": class name, "config": its
-    constructor configuration as plain data (None for a class the registry does not know)}}
-    (no arrays)."""
-    from ..models.registry import describe
-    return {name: describe(m) for name, m in models.items()}
 
 
 _SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.Size, torch.dtype,

@@ -66,6 +66,7 @@ from .. import __version__
 from ..data.torch_data import to_device  # re-exported: weakhand.train.to_device
 from ..device import resolve_device
 from ..io import atomic_write_text
+from ..models.registry import describe as describe_model
 from ..progress import progress
 from . import checkpoint as ck
 from . import distributed as _dist
@@ -786,7 +787,7 @@ class Trainer:
             "format": ck.FORMAT, "version": ck.VERSION, "name": self.name,
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "models": {k: m.state_dict() for k, m in self.models.items()},
-            "model_specs": ck.describe_models(self.models),
+            "model_specs": {k: describe_model(m) for k, m in self.models.items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
