@@ -52,7 +52,7 @@ def dist_env() -> DistEnv | None:
 def local_cuda_index(local_rank: int | None = None) -> int:
     """CUDA device index of this process: ``LOCAL_RANK`` (one GPU per process), or 0 when each
     process sees a single GPU (e.g. ``CUDA_VISIBLE_DEVICES`` set per process)."""
-    import torch
+    import torch  # local here and below: the command line resolves devices without torch loaded
 
     lr = int(os.environ.get("LOCAL_RANK", 0)) if local_rank is None else int(local_rank)
     n = torch.cuda.device_count()

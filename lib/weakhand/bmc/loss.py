@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.root_depth import ROOT_CLAMP, reconstruct_25d, root_depth_closed_form
 from .geometry import bmc_features
 from .hull import hull_distance
 from .limits import BMCLimits
@@ -113,8 +114,6 @@ def bmc_loss_25d(uv: torch.Tensor, zn: torch.Tensor, K: torch.Tensor, limits: BM
     scale bone exceeds its length. uv_grad=False stops the gradient at (u, v): weak samples
     carry 2D labels, so BMC should shape depth.
     """
-    from ..models.root_depth import ROOT_CLAMP, reconstruct_25d, root_depth_closed_form
-
     uv_in = uv if uv_grad else uv.detach()
     if z_root is None:
         root = root_depth_closed_form(uv.detach(), zn.detach(), K).clamp(*ROOT_CLAMP)

@@ -12,6 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..data import HandDataset, load_dataset
+from ..io import atomic_write_text
+from ..progress import progress
+from ..train.checkpoint import checkpoint_info
 from . import oracle
 from .report import Report, table_html
 from .scores import (GAP_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS, aggregate,
@@ -66,9 +70,6 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
     Raises FileNotFoundError naming the run folder when it holds no trained variant.
     """
     import torch
-
-    from ..data import HandDataset
-    from ..progress import progress
 
     run = Path(run_dir)
     tvs = discover(run, families, seeds)
@@ -129,9 +130,6 @@ def write_demo_crops(run_dir: str | os.PathLike, split: str, indices: Iterable[i
     import cv2
     import numpy as np
 
-    from ..data import load_dataset
-    from ..io import atomic_write_text
-
     d = load_dataset(Path(run_dir) / "data" / split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,11 +151,9 @@ def write_demo_crops(run_dir: str | os.PathLike, split: str, indices: Iterable[i
 
 def dataset_for(run_dir: str | os.PathLike, split: str, tv: TrainedVariant):
     """The HandDataset (at the variant's crop size, left hands mirrored) its scores index."""
-    from ..data import HandDataset
     return HandDataset(Path(run_dir) / "data" / split, out_size=train_size(load_info(tv)),
                        mirror_left=True)
 
 
 def load_info(tv: TrainedVariant) -> dict:
-    from ..train.checkpoint import checkpoint_info
     return checkpoint_info(tv.checkpoint)

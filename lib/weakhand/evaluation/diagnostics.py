@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from .. import skeleton as sk
+from ..losses import depth_map_loss
+from ..models import depth_map_targets, regularizer_input_from_3d
 
 
 @torch.no_grad()
@@ -23,9 +25,6 @@ def regularizer_l1(regularizer: torch.nn.Module, dataset, uv: np.ndarray, z_mm: 
     """Mean masked L1 (normalised depth units) between the regulariser's maps rendered from joints
     (uv (N,21,2) input px, z_mm (N,21) camera depth) and the sensor depth maps of
     ``dataset[index]`` (sensor holes excluded, as in training)."""
-    from ..models import depth_map_targets, regularizer_input_from_3d
-    from ..losses import depth_map_loss
-
     regularizer.eval()
     tot, n = 0.0, 0
     for s in range(0, len(index), batch_size):

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from .. import skeleton as sk
 from .. import viz
+from ..models import depth_map_targets, regularizer_input_from_3d
 from .variants import FAMILY_LABELS, ROW_LABELS
 
 VARIANT_COLORS = {"constant": "#000000", "source": "#7f7f7f", "2d": "#1f77b4", "2d_depth": "#ff7f0e", "2d_depth_hand": "#ffbb78",
@@ -126,7 +127,6 @@ def rendered_depth(regularizer: torch.nn.Module, dataset, s: Mapping[str, Any], 
     """The regulariser's depth maps rendered from a variant's predicted joints and from the true
     joints, next to the sensor's normalised depth map, for chosen rows of score `s`:
     {"sensor", "from_true", "from_pred"} each (n, out_size, out_size) normalised depth."""
-    from ..models import depth_map_targets, regularizer_input_from_3d
     regularizer.eval()
     items = [dataset[int(s["index"][i])] for i in images]
     batch = {k: torch.stack([it[k] for it in items]) for k in ("image", "depth", "mask")}

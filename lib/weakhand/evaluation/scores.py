@@ -51,7 +51,9 @@ import torch
 
 from .. import metrics
 from .. import skeleton as sk
+from ..bmc import violation_rates
 from ..models import reconstruct_3d
+from ..models.root_depth import reconstruct_25d
 from .variants import FAMILY_LABELS, ROW_LABELS, ROW_ORDER
 
 #: scalar metrics of :func:`score` shown in the results table (key, column title, digits)
@@ -112,7 +114,6 @@ def _known_root(p: Mapping[str, np.ndarray]) -> dict[str, Any]:
 def _recovered_root(p: Mapping[str, np.ndarray], g: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """2.5D: (3D pose (n, 21, 3) mm from the model's own refined root depth x the GT scale bone,
     that root depth (n,) in scale-bone units)."""
-    from ..models.root_depth import reconstruct_25d
     t = lambda x: torch.as_tensor(x)  # noqa: E731
     zr = np.asarray(p["z_root"], dtype=np.float64)[g["sel"]]
     return reconstruct_25d(t(g["uv"]), t(g["zn"]), t(g["K"]), t(zr), t(g["scale"])).numpy(), zr
@@ -236,7 +237,6 @@ def violation_summary(kp3d: np.ndarray, limits) -> dict[str, float]:
     (pose, constraint item) pairs violated (20 bones, 4 + 4 palm items, 15 joint hulls),
     ``bmc_violation_<family>`` and ``bmc_violation_any`` = fraction of poses violating at least
     one item of that family / of any family."""
-    from ..bmc import violation_rates
     v = violation_rates(kp3d, limits)
     items = np.concatenate([np.asarray(r, dtype=np.float64) for r in v["per_item"].values()])
     return {"bmc_violation_items": float(items.mean()),

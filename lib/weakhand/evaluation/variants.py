@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from ..workbook.runs import split_seeded_name
+from ..methods import cai, spurr_bmc
+from ..models.registry import POSE_FAMILIES, build_model
 from ..train.checkpoint import CheckpointError, checkpoint_info
 
 FAMILIES = ("cai", "pose25d")
@@ -91,7 +93,6 @@ def discover(run_dir: str | os.PathLike, families: Iterable[str] = FAMILIES,
 
 def _method(family: str):
     """The method module of a model family (its ``VARIANTS`` table and ``predict``)."""
-    from ..methods import cai, spurr_bmc
     return cai if family == "cai" else spurr_bmc
 
 
@@ -100,8 +101,6 @@ def load_model(tv: TrainedVariant, device: str = "cpu") -> tuple[torch.nn.Module
     :func:`weakhand.models.registry.build_model` (the pose network of a stage-3 run that also
     trained its regulariser). The info's ``config["train_size"]`` is the crop size (px) the
     model expects. CheckpointError when the checkpoint holds a model of another family."""
-    from ..models.registry import POSE_FAMILIES, build_model
-
     info = checkpoint_info(tv.checkpoint)
     model = build_model(tv.checkpoint, device=device)
     if POSE_FAMILIES.get(type(model).__name__) != tv.family:

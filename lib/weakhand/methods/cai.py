@@ -24,9 +24,11 @@ from torch.nn import functional as F
 from .. import metrics
 from .. import skeleton as sk
 from ..bmc import BMCWeights
+from ..data.torch_data import to_device
 from ..losses import CaiWeights, cai_loss, depth_loss, depth_map_loss, heatmap_loss
 from ..models import (CaiPoseNet, DepthRegularizer, PoseNetConfig, depth_map_targets,
                       gaussian_heatmaps, reconstruct_3d, regularizer_input_from_3d)
+from ..train.checkpoint import load_checkpoint
 from . import weak_signals as ws
 from .base import Stage, Variant, joint_labels
 
@@ -125,8 +127,6 @@ def regularizer_step(model: nn.Module, batch: dict, out_size: int) -> dict:
 @torch.no_grad()
 def regularizer_l1(model: nn.Module, loader, device: str, out_size: int) -> float:
     """Mean L1 (normalised depth units) over a loader, evaluation mode."""
-    from ..train import to_device  # train sits above methods: imported on use only
-
     model.eval()
     tot, n = 0.0, 0
     for batch in loader:
@@ -307,8 +307,6 @@ def build(variant: str, net_cfg: Config, stage1_ckpt, stage2_ckpt, reg_cfg: dict
     `direct_prior`, `drift_mu` (21,) scale-bone units) are needed by the variants that use them
     (:data:`VARIANTS`); prior: {"skin_offset_mm", "s_mm"} in mm; reg_cfg["reg_size"] the
     regulariser's map side in px."""
-    from ..train import load_checkpoint  # train sits above methods: imported on use only
-
     if variant not in VARIANTS or reg_mode not in REG_MODES:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)} (got {variant!r}) and "
                          f"reg_mode frozen or lowlr (got {reg_mode!r})")

@@ -29,6 +29,7 @@ from ..losses import masked_mean
 from ..models import gaussian_heatmaps
 from ..models.pose25d_net import Pose25DConfig, Pose25DNet
 from ..models.root_depth import reconstruct_25d
+from ..train.checkpoint import load_checkpoint
 from .base import Stage, Variant, joint_labels
 from .cai import evaluate_predictions as _known_root_numbers
 from .weak_signals import bmc_term
@@ -103,8 +104,6 @@ def build(variant: str, cfg: Config, stage1_ckpt, lr: float = 3e-4,
     """The :class:`~weakhand.methods.base.Stage` of one stage-3 variant from the stage-1
     checkpoint (models = model = the 2.5D network, Adam at `lr`); options: the loss weights,
     the BMC weights and lift as used (no arrays)."""
-    from ..train import load_checkpoint  # train sits above methods: imported on use only
-
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     uses_bmc = "bmc" in VARIANTS[variant].signals

@@ -24,7 +24,9 @@ import torch
 
 from .. import camera, metrics
 from .. import skeleton as sk
+from ..data.format import HandData
 from ..dense import aggregate, dense_targets, point_map
+from ..io import atomic_write_bytes
 from ..models.hourglass import DenseDepthNet, dense_loss, normalize_depth_crop
 from .base import Stage, Variant
 
@@ -206,8 +208,6 @@ def with_labels(base, kp3d: np.ndarray | None = None, conf: np.ndarray | None = 
     (N, 21, 3) mm (stored frame; default: base's own) marked as present, and a per-joint
     confidence array ``kp3d_conf`` (N, 21) (default: 1). In memory only; request the field
     with ``HandDataset(..., fields=DEFAULT_FIELDS + ("kp3d_conf",))``."""
-    from ..data.format import HandData
-
     n = base.count
     arrays = dict(base.arrays)
     if kp3d is not None:
@@ -238,7 +238,6 @@ def save_pseudo_labels(path, kp3d: np.ndarray, conf: np.ndarray):
     """Write pseudo-labels as an .npz atomically: kp3d (N, 21, 3) mm (stored frame), conf (N, 21)."""
     import io as _io
 
-    from ..io import atomic_write_bytes
     buf = _io.BytesIO()
     np.savez(buf, kp3d=np.asarray(kp3d, np.float32), conf=np.asarray(conf, np.float32))
     return atomic_write_bytes(path, buf.getvalue())
