@@ -71,9 +71,9 @@ from ..progress import progress
 from . import checkpoint as ck
 from . import distributed as _dist
 from . import resume as _resume
-from .history import LOG_FILE, RECORD_KEYS, append_record, jsonable, loss_figure, read_history
-from .history import read_records
-from .resume import seed_everything
+from .history import (LOG_FILE, RECORD_KEYS, append_record, jsonable, loss_figure, read_history,
+                      read_records)
+from .resume import seed_everything  # re-exported
 
 LAST_FILE = "last.pt"
 BEST_FILE = "best.pt"
@@ -452,7 +452,7 @@ class Trainer:
         if self.is_main:
             for p in (self.last_path, self.best_path, self.log_path):
                 p.unlink(missing_ok=True)
-        _resume.seed_everything(_resume.rank_seed(self.seed, self.rank))
+        seed_everything(_resume.rank_seed(self.seed, self.rank))
         _resume.seed_loader(loader, self.seed)
         self._append({"kind": "start", "step": 0, "time": time.time()})
         return None
