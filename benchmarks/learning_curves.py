@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weakhand import baselines, metrics
+from weakhand import metrics
+from weakhand.evaluation import baselines
 from weakhand import skeleton as sk
 from weakhand.data import AugmentConfig, HandDataset
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from weakhand import baselines, metrics
+from weakhand import metrics
+from weakhand.evaluation import baselines
 from weakhand import skeleton as sk
 from weakhand.data import HandData  # noqa: F401  (the dataset type fit_constant_pose reads)
 

@@ -15,7 +15,7 @@ from weakhand import skeleton as sk
 from weakhand.workbook.ablate import parse_seeds
 from weakhand.camera import project
 from weakhand.models import root_relative_depth
-from weakhand.workbook.runs import seeded_name, split_seeded_name
+from weakhand.naming import seeded_name, split_seeded_name
 
 
 def _hands(n=12, seed=0):

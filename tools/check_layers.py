@@ -11,7 +11,7 @@ entry of ``LAYERS`` that names it or one of its packages)::
     sources     synth, recipes              dataset producers: the science never depends on one
     methods     methods                     Cai, Spurr (BMC), Wan: models + losses + recipes
     train       train                       the training loop
-    evaluation  evaluation, baselines       one scoring path for every trained variant
+    evaluation  evaluation                   one scoring path for every trained variant
     viz         viz, bmc.editor, bmc.figures, dense.figures, evaluation.figures
     workbook    workbook, predict, data.cli the commands, runs and profiles
 
@@ -37,13 +37,13 @@ ROOT = Path(__file__).resolve().parents[1] / "lib" / PACKAGE
 
 #: (layer, unit prefixes) lowest first; a unit is a module or package below ``weakhand``
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("", "io", "progress", "skeleton", "camera", "device")),
+    ("core", ("", "io", "naming", "progress", "skeleton", "camera", "device")),
     ("data", ("data", "train.checkpoint")),
     ("science", ("models", "losses", "bmc", "metrics", "dense")),
     ("sources", ("synth", "recipes")),
     ("methods", ("methods",)),
     ("train", ("train",)),
-    ("evaluation", ("evaluation", "baselines")),
+    ("evaluation", ("evaluation",)),
     ("viz", ("viz", "bmc.editor", "bmc.figures", "dense.figures", "evaluation.figures")),
     ("workbook", ("workbook", "predict", "data.cli")),
 ]

@@ -66,7 +66,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
     Returns (scores[family][variant][seed] = :func:`score` dict, the variants evaluated). With
     `constant_from` (a fully labelled source split under ``data/``, if present), every family
     also gets the row ``"constant"``: the constant pose fitted on that split
-    (:mod:`weakhand.baselines`), scored at the family's input size with the same protocol.
+    (:mod:`weakhand.evaluation.baselines`), scored at the family's input size with the same protocol.
     Raises FileNotFoundError naming the run folder when it holds no trained variant.
     """
     import torch
@@ -90,7 +90,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
         labels.setdefault(tv.family, (p, size))
     src = run / "data" / constant_from if constant_from else None
     if src is not None and (src / "manifest.json").exists():
-        from ..baselines import fit_constant_pose, score_constant_pose
+        from .baselines import fit_constant_pose, score_constant_pose
         const = fit_constant_pose(src)
         for family, (p, size) in labels.items():
             scores[family]["constant"] = {0: score_constant_pose(const, p, (size, size), limits)}

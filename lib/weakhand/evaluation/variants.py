@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..workbook.runs import split_seeded_name
+from ..naming import split_seeded_name
 from ..methods import cai, spurr_bmc
 from ..models.registry import POSE_FAMILIES, build_model
 from ..train.checkpoint import CheckpointError, checkpoint_info

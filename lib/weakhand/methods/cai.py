@@ -239,7 +239,7 @@ def check_signal_inputs(variant: str, *, regularizer=True, limits=None, direct_p
         producers = {"regularizer": "the stage-2 regulariser (30_train_stage2_depth_regularizer)",
                      "bmc": "BMC limits (bmc/limits.json from 10_fit_bmc_limits)",
                      "direct": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
-                     "drift": "the drift guard's mean depth profile (baselines.fit_constant_pose(...).zn)"}
+                     "drift": "the drift guard's mean depth profile (evaluation.baselines.fit_constant_pose(...).zn)"}
         raise ValueError(f"variant {variant!r} needs " + "; ".join(producers[m] for m in missing))
 
 

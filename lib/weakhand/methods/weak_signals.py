@@ -288,7 +288,7 @@ class DirectDepthSignal:
 
 class DriftGuard:
     """‖mean over weak samples of zn − μ‖² (scale-bone units²), μ (21,) a mean depth profile
-    (e.g. :attr:`weakhand.baselines.ConstantPose.zn`, the source's): pins the global depth tilt
+    (e.g. :attr:`weakhand.evaluation.baselines.ConstantPose.zn`, the source's): pins the global depth tilt
     BMC cannot see, assuming the target's mean profile is μ."""
 
     def __init__(self, mu):

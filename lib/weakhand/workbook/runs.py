@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..naming import SEED_SUFFIX, seeded_name, split_seeded_name  # noqa: F401  (re-exported for notebooks)
+
 RUN_DIR_ENV = "WEAKHAND_RUN_DIR"
 INTERACTIVE_RUN = "interactive"
 RUN_RECORD = "run.json"          # written by the runner
@@ -53,26 +55,6 @@ def resolve_run_dir(run_dir: str | os.PathLike | None = "") -> Path:
     if not path.is_absolute():
         path = runs_root() / path
     return path.resolve()
-
-
-SEED_SUFFIX = "_seed"
-
-
-def seeded_name(name: str, seed: int) -> str:
-    """Artifact name of a training repeated over seeds: `name` for seed 0 (the default run),
-    ``<name>_seed<k>`` otherwise, e.g. ``stage3_2d_depth_seed2``."""
-    seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return name if seed == 0 else f"{name}{SEED_SUFFIX}{seed}"
-
-
-def split_seeded_name(name: str) -> tuple[str, int]:
-    """Inverse of :func:`seeded_name`: ``"stage3_2d_seed2"`` -> ("stage3_2d", 2)."""
-    base, sep, tail = name.rpartition(SEED_SUFFIX)
-    if sep and base and tail.isdigit() and int(tail) > 0 and str(int(tail)) == tail:
-        return base, int(tail)
-    return name, 0
 
 
 class MissingArtifactError(FileNotFoundError):

@@ -23,8 +23,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import metrics
-from . import skeleton as sk
+from .. import metrics
+from .. import skeleton as sk
+from .scores import score
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def gpa_mean(shapes: np.ndarray, iters: int = 20, tol: float = 1e-9) -> np.ndarr
 
 def fit_constant_pose(data) -> ConstantPose:
     """The constant pose of a fully labelled (source) split: a dataset path or HandData."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     d = data if not isinstance(data, (str, os.PathLike)) else load_dataset(data)
     kp3d = np.asarray(d.arrays["kp3d"], np.float64)
@@ -113,7 +114,6 @@ def score_constant_pose(const: ConstantPose, p: Mapping[str, np.ndarray], image_
     labelled samples of `p` (any model's predictions: only its labels are read). Unaligned
     metrics reconstruct the constant (uv, zn) with the GT root and scale; the aligned (pa_*)
     metrics Procrustes-align the GPA mean shape to each test hand."""
-    from .evaluation.scores import score
 
     if image_hw is None:
         image_hw = p.get("image_hw")
