@@ -47,9 +47,12 @@ def _cai_predict(model, loader):
     return cai.predict(model, loader, "cpu")
 
 
+BLOCKS = (1, 1, 1)  # residual blocks per stage of the 2.5D net (--blocks)
+
+
 def _p25_build(width):
     from weakhand.models.pose25d_net import Pose25DConfig, Pose25DNet
-    return Pose25DNet(Pose25DConfig(width=width or 24, refiner_hidden=0))
+    return Pose25DNet(Pose25DConfig(width=width or 24, refiner_hidden=0, blocks=BLOCKS))
 
 
 def _p25_loss(model, batch):
@@ -108,7 +111,10 @@ def main(argv=None) -> None:
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--blocks", default="1,1,1", help="2.5D net: residual blocks per stage")
     a = ap.parse_args(argv)
+    global BLOCKS
+    BLOCKS = tuple(int(x) for x in a.blocks.split(","))
     torch.manual_seed(a.seed)
     run = Path(a.run_dir)
     aug = AugmentConfig(rot_deg=30, scale=(0.9, 1.1), shift_px=4)
