@@ -62,6 +62,7 @@ class HullEditorModel:
 
     # ------------------------------------------------------------------ observers
     def on_change(self, fn: Callable[["HullEditorModel"], None]) -> None:
+        """Call `fn(model)` after every change (no arrays; unitless)."""
         self._listeners.append(fn)
 
     def _changed(self) -> None:
@@ -76,16 +77,17 @@ class HullEditorModel:
 
     @property
     def fitted_hull(self) -> np.ndarray:
+        """The selected bone's hull as fitted from data, before edits: (V, 2) radians (flexion, abduction)."""
         return self.limits.fitted_hulls[self.bone]
 
     @property
     def bone_name(self) -> str:
-        """The hull's key in limits.json (e.g. ``index_dip`` for the bone PIP→DIP)."""
+        """The hull's key in limits.json (e.g. ``index_dip`` for the bone PIP→DIP); a string, unitless."""
         return ANGLE_BONE_NAMES[self.bone]
 
     @property
     def bone_label(self) -> str:
-        """What the user picked, with the JSON key: ``index PIP→DIP (index_dip)``."""
+        """What the user picked, with the JSON key: ``index PIP→DIP (index_dip)``; a string, unitless."""
         return bone_label(self.bone)
 
     def angle_range(self, margin_deg: float = 15.0, bone: int | None = None) -> np.ndarray:
@@ -103,7 +105,7 @@ class HullEditorModel:
 
     @property
     def dirty(self) -> bool:
-        """True when the hulls differ from what was last saved (or loaded)."""
+        """bool: True when the hulls differ from what was last saved (or loaded)."""
         return self.limits.edits != self._saved_edits
 
     def coverage(self, bone: int | None = None) -> float:
@@ -112,6 +114,7 @@ class HullEditorModel:
         return H.coverage(self.angles[:, k], self.limits.hulls[k])
 
     def fitted_coverage(self, bone: int | None = None) -> float:
+        """Fraction in [0, 1] of the fitting angles inside the fitted hull of `bone` (default: selected)."""
         k = self.bone if bone is None else bone
         return H.coverage(self.angles[:, k], self.limits.fitted_hulls[k])
 
@@ -123,9 +126,11 @@ class HullEditorModel:
         return H.coverage(self.target_angles[:, k], self.limits.hulls[k])
 
     def select_bone(self, finger: int | str, layer: int | str) -> None:
+        """Select the bone by finger and layer (index or name; no arrays, unitless)."""
         self.select(angle_bone_index(finger, layer))
 
     def select(self, bone: int, vertex: int = 0) -> None:
+        """Select angle bone `bone` (0..NUM_ANGLE_BONES-1) and one of its hull vertices (unitless)."""
         if not 0 <= bone < NUM_ANGLE_BONES:
             raise ValueError(f"bone {bone} out of range 0..{NUM_ANGLE_BONES - 1}")
         self.bone = int(bone)
@@ -134,12 +139,14 @@ class HullEditorModel:
         self._changed()
 
     def select_vertex(self, i: int) -> None:
+        """Select vertex `i` of the current hull (an index; unitless)."""
         if not 0 <= i < len(self.hull):
             raise ValueError(f"vertex {i} out of range (hull has {len(self.hull)} vertices)")
         self.vertex = int(i)
         self._changed()
 
     def nearest_vertex(self, xy) -> int:
+        """Index of the current hull's vertex closest to `xy` = (flexion, abduction) in radians."""
         return int(np.argmin(np.linalg.norm(self.hull - np.asarray(xy, float), axis=1)))
 
     # ------------------------------------------------------------------ edits
@@ -226,11 +233,13 @@ class HullEditorModel:
         return self.insert_vertex(xy)
 
     def delete_vertex(self) -> bool:
+        """Delete the selected vertex (undoable); bool: False when the edit was refused."""
         return self._apply({"op": "delete", "index": self.vertex},
                            select_after=lambda h: min(self.vertex, len(h) - 1))
 
     def scale(self, factor: float) -> bool:
-        """Scale the selected hull about its centroid (factor > 1 widens the limits)."""
+        """Scale the selected hull about its centroid (factor > 1 widens the limits; unitless);
+        bool: False when the edit was refused."""
         return self._apply({"op": "scale", "factor": float(factor)})
 
     def translate(self, by) -> bool:
@@ -238,9 +247,11 @@ class HullEditorModel:
         return self._apply({"op": "translate", "by": [float(by[0]), float(by[1])]})
 
     def reset_bone(self) -> bool:
+        """Back to the fitted hull for the selected bone (undoable); bool: False when refused."""
         return self._apply({"op": "reset"})
 
     def undo(self) -> bool:
+        """Undo the last edit; bool: False when there was nothing to undo."""
         if not self._undo:
             self.message = "nothing to undo"
             self._changed()
@@ -253,7 +264,7 @@ class HullEditorModel:
         return True
 
     def reset_all(self) -> None:
-        """Back to the fitted hulls with no edits (undoable)."""
+        """Back to the fitted hulls with no edits (undoable; no arrays, unitless)."""
         self._undo.append(([h.copy() for h in self.limits.hulls], list(self.limits.edits),
                            self.bone, self.vertex))
         self.limits.hulls = [h.copy() for h in self.limits.fitted_hulls]
@@ -272,7 +283,8 @@ class HullEditorModel:
         return pose_from_angles(self.base_pose, ang)
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the limits (with their edit log) atomically to `path` (default: self.path)."""
+        """Write the limits (with their edit log) atomically to `path` (default: self.path); hull
+        vertices are stored in radians. Returns the path written."""
         path = Path(path) if path is not None else self.path
         if path is None:
             raise ValueError("no path to save to: pass one or construct the editor with path=")
@@ -289,6 +301,7 @@ class HullEditorModel:
         return out
 
     def summary(self) -> str:
+        """One status line: selected bone, vertex count, coverage in percent of the fitting angles."""
         tc = self.target_coverage()
         target = "" if tc is None else (f", {100 * tc:.2f}% of {len(self.target_angles)} "
                                         "target angles")
@@ -476,6 +489,7 @@ class HullEditor:
         return gx.ravel(), gy.ravel()
 
     def refresh(self) -> None:
+        """Redraw the figure and the controls from the model (angles shown in degrees; no arrays)."""
         m = self.model
         deg = np.degrees
         hull = m.hull
