@@ -18,9 +18,9 @@ from ..progress import progress
 from ..train.checkpoint import checkpoint_info
 from . import oracle
 from .report import Report, table_html
-from .scores import (GAP_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS, aggregate,
+from .scores import (GAP_METRICS, PAIRED_METRICS, PAPER_REFERENCE, TABLE_METRICS, WEAK_VARIANTS, aggregate,
                      display_gaps, display_rows, fmt, gap_closed, paper_reference_rows,
-                     results_table, scalars, score, table_csv, target_checks, versus_2d,
+                     paired_versus, results_table, scalars, score, table_csv, target_checks, versus_2d,
                      violation_summary)
 from .variants import (FAMILIES, FAMILY_LABELS, ROW_LABELS, ROW_ORDER, TrainedVariant, discover,
                        load_model, predict, train_size)
@@ -28,7 +28,7 @@ from .variants import (FAMILIES, FAMILY_LABELS, ROW_LABELS, ROW_ORDER, TrainedVa
 __all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "parse_seed_list", "write_demo_crops", "Report", "table_html", "GAP_METRICS", "PAPER_REFERENCE",
            "TABLE_METRICS", "WEAK_VARIANTS", "aggregate", "display_gaps", "display_rows", "fmt",
            "gap_closed", "paper_reference_rows", "results_table", "scalars", "score", "table_csv", "target_checks",
-           "versus_2d", "violation_summary", "FAMILIES", "FAMILY_LABELS", "ROW_LABELS", "ROW_ORDER", "TrainedVariant",
+           "versus_2d", "paired_versus", "PAIRED_METRICS", "violation_summary", "FAMILIES", "FAMILY_LABELS", "ROW_LABELS", "ROW_ORDER", "TrainedVariant",
            "discover", "load_model", "predict", "train_size"]
 
 

@@ -17,6 +17,9 @@ mm camera frame, ``vis`` (N, 21), ``K`` (N, 3, 3) px, ``has_3d`` (N,)):
   training and the training notebooks' tables;
 * :func:`score`: every number, for notebook 70's table and figures.
 
+:func:`score_camera_frame` scores models that predict camera-frame 3D directly (``pred3d``; the
+depth models of notebook 40) under the same keys.
+
 **Key vocabulary** (one name per quantity in both; only samples with a 3D label are scored,
 joints with vis = 0 are skipped; "known root" unless prefixed):
 
@@ -74,6 +77,8 @@ TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
 )
 #: the metrics whose (target 2D -> full 3D) gap closure is reported
 GAP_METRICS = ("z_err_mm", "epe_mm")
+#: error metrics (mm) compared with "+ target 2D" seed by seed (:func:`paired_versus`): title
+PAIRED_METRICS = {"z_err_mm": "z err", "occ_z_err_mm": "occluded z err", "pa_epe_mm": "PA-EPE"}
 #: weak variants whose gap closure is reported (the references are "2d" and "full3d")
 WEAK_VARIANTS = ("2d_depth", "2d_depth_hand", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc", "2d_direct", "2d_direct_bmc",
                  "2d_teacher")
@@ -161,6 +166,26 @@ def score_predictions(p: Mapping[str, np.ndarray]) -> dict[str, Any]:
             out["root_closed_err_mm"] = _root_err(zc, g)
         out.update({"root_err_mm": _root_err(zr, g), "rec_pred3d": rec})
     return out
+
+
+def score_camera_frame(p: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Scores of models that predict 3D joints in the camera frame directly (the depth models:
+    the depth map fixes the root, so no ground-truth root is used and nothing is aligned).
+
+    `p`: ``pred3d`` and ``kp3d`` (N, 21, 3) mm camera frame, ``vis`` (N, 21), ``has_3d`` (N,).
+    Returns ``n_samples``, ``epe_mm``, ``epe_median_mm``, ``auc_20_50``, ``auc_0_50``,
+    ``z_err_mm`` (mm; AUCs unitless) and the array ``per_joint_epe`` (21,) mm, on the visible
+    joints of samples with a 3D label.
+    """
+    sel = np.asarray(p["has_3d"]).astype(bool)
+    if not sel.any():
+        raise ValueError("no sample with a 3D label to evaluate")
+    pred, gt, vis = p["pred3d"][sel].astype(np.float64), p["kp3d"][sel].astype(np.float64), p["vis"][sel]
+    e = metrics.evaluate_3d(pred, gt, vis, align="none")
+    ez = metrics.depth_error(pred[..., 2], gt[..., 2], vis)
+    return {"n_samples": int(sel.sum()), "epe_mm": e["epe_mean_mm"], "epe_median_mm": e["epe_median_mm"],
+            "auc_20_50": e["auc_20_50"], "auc_0_50": e["auc_0_50"], "z_err_mm": ez["mean_abs_z_mm"],
+            "per_joint_epe": np.asarray(e["per_keypoint_epe_mm"])}
 
 
 def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) -> dict[str, Any]:
@@ -306,6 +331,47 @@ def versus_2d(agg: Mapping[str, Mapping[str, Mapping[str, float]]], variant: str
     return {"diff": diff, "spread": spread, "verdict": verdict}
 
 
+# two-sided 95 % Student-t quantiles t_{0.975, df}; beyond df = 10, 1.96 + 2.5 / df (error < 0.003)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228}
+
+
+def t975(df: int) -> float:
+    """Two-sided 95 % Student-t quantile for `df` >= 1 degrees of freedom (unitless)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    return _T975.get(int(df), 1.96 + 2.5 / df)
+
+
+def paired_versus(by_variant: Mapping[str, Mapping[int, Mapping[str, Any]]], variant: str,
+                  reference: str = "2d", metric: str = "z_err_mm") -> dict[str, Any]:
+    """Paired comparison over seeds of `variant` against `reference` on an error `metric` (mm).
+
+    Seeds pair the runs: seed s of both variants starts from the same stage-1/2 checkpoints and
+    draws the same stage-3 RNG stream, so d_s = metric(variant, s) - metric(reference, s) removes
+    what the seeds share. Returns {"n": seeds in both, "diff": mean d (mm, < 0 = variant better),
+    "sd": std of d (ddof 1), "ci": (lo, hi) 95 % t interval of the mean d, "wins": seeds where
+    the variant is better, "verdict"}: "better" / "worse" when the interval excludes 0,
+    "not resolved" otherwise, "single seed: no interval" with fewer than 2 paired seeds.
+    """
+    a, b = by_variant.get(variant, {}), by_variant.get(reference, {})
+    seeds = sorted(set(a) & set(b))
+    d = np.array([float(a[s][metric]) - float(b[s][metric]) for s in seeds], dtype=np.float64)
+    d = d[np.isfinite(d)]
+    out: dict[str, Any] = {"n": int(d.size), "diff": float(d.mean()) if d.size else math.nan,
+                           "sd": math.nan, "ci": (math.nan, math.nan),
+                           "wins": int((d < 0).sum())}
+    if d.size < 2:
+        out["verdict"] = "single seed: no interval" if d.size else "no paired seeds"
+        return out
+    sd = float(d.std(ddof=1))
+    half = t975(d.size - 1) * sd / math.sqrt(d.size)
+    lo, hi = out["diff"] - half, out["diff"] + half
+    out.update(sd=sd, ci=(lo, hi),
+               verdict="better" if hi < 0 else "worse" if lo > 0 else "not resolved")
+    return out
+
+
 def results_table(scores: Mapping[str, Mapping[str, Mapping[int, Mapping[str, Any]]]]) -> dict[str, Any]:
     """The study's table from ``scores[family][variant][seed] = score(...)``.
 
@@ -340,6 +406,7 @@ def results_table(scores: Mapping[str, Mapping[str, Mapping[int, Mapping[str, An
                 g[f"{m}_gap_closed_std"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
             g["z_vs_2d"] = versus_2d(agg, v, "z_err_mm")
             g["epe_vs_2d"] = versus_2d(agg, v, "epe_mm")
+            g["paired"] = {m: paired_versus(by_variant, v, "2d", m) for m in PAIRED_METRICS}
             gaps.append(g)
     return {"rows": rows, "gaps": gaps}
 
@@ -378,9 +445,21 @@ def display_gaps(table: Mapping[str, Any], oracle: Mapping[str, str] | None = No
             "z err vs target 2D (mm)": f"{zc['diff']:+.1f}" + (
                 f" (spread {zc['spread']:.1f})" if math.isfinite(zc["spread"]) else ""),
             "z verdict": zc["verdict"], "EPE verdict": ec["verdict"],
+            **{f"{title} vs target 2D, paired (mm)": _paired_cell(g.get("paired", {}).get(m))
+               for m, title in PAIRED_METRICS.items()},
             **({"oracle descent (z, noisy start)": oracle.get(g["variant"], "—")} if oracle is not None else {}),
         })
     return out
+
+
+def _paired_cell(p: Mapping[str, Any] | None) -> str:
+    """'−3.1 [−5.0, −1.2] better, 3/3 seeds' for one :func:`paired_versus` result."""
+    if not p or not p["n"]:
+        return "—"
+    if p["n"] < 2:
+        return f"{p['diff']:+.1f} (1 seed)"
+    lo, hi = p["ci"]
+    return f"{p['diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] {p['verdict']}, {p['wins']}/{p['n']} seeds better"
 
 
 def paper_reference_rows() -> list[dict[str, str]]:
