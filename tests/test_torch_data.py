@@ -331,3 +331,39 @@ def test_rotation_turns_the_crop_about_its_centre(dot_paths):
         ang = np.angle((r1[:, 0] + 1j * r1[:, 1]) / (r0[:, 0] + 1j * r0[:, 1]))
         np.testing.assert_allclose(ang[np.linalg.norm(r0, axis=-1) > 1], p["theta"], atol=1e-4)
         assert np.allclose(camera.project(g["K"], g["kp3d"]), g["kp2d"], atol=1e-4)   # K' = A K
+
+
+def test_loaders_match_the_hand_built_notebook_loaders(dot_paths):
+    """data.loaders gives the batches the notebooks built by hand (same datasets, seeds, order,
+    batch sizes): so switching a notebook to it changes no number."""
+    from weakhand.data import EVAL_BATCH_SIZE, TRAIN_AUGMENT, eval_loader, loaders, split_dataset
+
+    root = dot_paths["full"].parent
+    dl = loaders(root, 32, train="full", val="2d", test={"b": "3d", "a": "full"}, batch_size=1,
+                 seed=3, n_val=1)
+    ref_train = torch.utils.data.DataLoader(
+        HandDataset(dot_paths["full"], out_size=32, augment=TRAIN_AUGMENT, mirror_left=True, seed=3),
+        batch_size=1, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(3))
+    ref_val = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(HandDataset(dot_paths["2d"], out_size=32, mirror_left=True), range(1)),
+        batch_size=EVAL_BATCH_SIZE)
+    ref_test = torch.utils.data.DataLoader(HandDataset(dot_paths["3d"], out_size=32, mirror_left=True),
+                                           batch_size=EVAL_BATCH_SIZE)
+    for ours, ref in ((dl.train, ref_train), (dl.val, ref_val), (dl.test["b"], ref_test)):
+        got, want = list(ours), list(ref)
+        assert len(got) == len(want) > 0
+        for g, w in zip(got, want):
+            assert g.keys() == w.keys()
+            for k in g:
+                torch.testing.assert_close(g[k], w[k], rtol=0, atol=0, equal_nan=True)
+    assert list(dl.test) == ["b", "a"] and len(dl.val.dataset) == 1
+    assert dl.train.dataset.mirror_left and dl.train.dataset.augment == TRAIN_AUGMENT
+    # no train / val split: None; test as a list of names; no augmentation when asked
+    only = loaders(root, 32, test=["2d"], augment=None)
+    assert only.train is None and only.val is None and list(only.test) == ["2d"]
+    plain = loaders(root, 32, train="full", batch_size=2, augment=None)
+    assert plain.train.dataset.augment is None and len(plain.train) == 1
+    # a dataset held in memory, and the evaluation loader of one split
+    mem = split_dataset(root, load_dataset(dot_paths["full"]), 32, augment=TRAIN_AUGMENT, seed=3)
+    torch.testing.assert_close(mem[1]["image"], ref_train.dataset[1]["image"], rtol=0, atol=0)
+    assert eval_loader(root, "3d", 32).batch_size == EVAL_BATCH_SIZE

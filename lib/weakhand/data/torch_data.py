@@ -432,6 +432,68 @@ def make_mixed_loader(source: HandDataset, target: HandDataset, batch_size: int,
     return DataLoader(ConcatDataset([source, target]), batch_sampler=sampler, **loader_kw)
 
 
+#: the training notebooks' augmentation: rotation ±30°, zoom 0.9-1.1, shift ±4 output px
+TRAIN_AUGMENT = AugmentConfig(rot_deg=30, scale=(0.9, 1.1), shift_px=4)
+#: batch size of every evaluation loader (validation and test)
+EVAL_BATCH_SIZE = 64
+
+
+def split_dataset(root: str | os.PathLike, split: str | HandData,
+                  size: int | Sequence[int] | None = None, *, augment: AugmentConfig | None = None,
+                  seed: int = 0, fields: Sequence[str] = DEFAULT_FIELDS) -> HandDataset:
+    """One split as the notebooks read it: ``HandDataset(root/split, out_size=size,
+    mirror_left=True)`` (left hands mirrored to right ones), with `augment` and its `seed`
+    (the seed only matters with augmentation). `split` may also be a
+    :class:`~weakhand.data.format.HandData` held in memory (`root` is then unused).
+    size: output side in px."""
+    data = split if isinstance(split, HandData) else os.path.join(root, split)
+    return HandDataset(data, out_size=size, augment=augment, mirror_left=True, seed=seed,
+                       fields=fields)
+
+
+@dataclass
+class Loaders:
+    """The loaders of one training notebook: ``train`` (shuffled, last partial batch dropped,
+    batch order from ``torch.Generator().manual_seed(seed)``; None without a train split),
+    ``val`` (the first `n_val` samples of the validation split, in order; None without one) and
+    ``test`` ({label: loader} in order). Evaluation loaders use :data:`EVAL_BATCH_SIZE`. No arrays:
+    the batches are :class:`HandDataset` items (images (B, 3, S, S) in [0, 1], joints in px / mm)."""
+    train: DataLoader | None
+    val: DataLoader | None
+    test: dict[str, DataLoader]
+
+
+def eval_loader(root: str | os.PathLike, split: str | HandData,
+                size: int | Sequence[int] | None = None) -> DataLoader:
+    """An evaluation loader over one split (no augmentation, in order, batches of
+    :data:`EVAL_BATCH_SIZE`); arguments as :func:`split_dataset` (size: output side in px)."""
+    return DataLoader(split_dataset(root, split, size), batch_size=EVAL_BATCH_SIZE)
+
+
+def loaders(root: str | os.PathLike, size: int | Sequence[int] | None = None, *,
+            train: str | None = None, val: str | None = None,
+            test: Mapping[str, str] | Sequence[str] = (), batch_size: int = 32, seed: int = 0,
+            n_val: int | None = None, augment: AugmentConfig | None = TRAIN_AUGMENT) -> Loaders:
+    """The training / validation / test loaders of a notebook over the splits under `root`
+    (a run's ``data/`` folder), every image resized to `size` px and left hands mirrored.
+
+    train: split trained on, augmented with `augment` (seeded by `seed`); val: validation split,
+    cut to its first `n_val` samples (None: all); test: split names, or {label: split}.
+    Returns :class:`Loaders`."""
+    tr = None
+    if train is not None:
+        ds = split_dataset(root, train, size, augment=augment, seed=seed)
+        tr = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    va = None
+    if val is not None:
+        full = split_dataset(root, val, size)
+        n = len(full) if n_val is None else min(n_val, len(full))
+        va = DataLoader(torch.utils.data.Subset(full, range(n)), batch_size=EVAL_BATCH_SIZE)
+    named = dict(test) if isinstance(test, Mapping) else {t: t for t in test}
+    return Loaders(tr, va, {k: eval_loader(root, s, size) for k, s in named.items()})
+
+
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     """Set the epoch on a loader's batch sampler / sampler and on every HandDataset inside it."""
     for obj in (loader.batch_sampler, getattr(loader, "sampler", None)):
