@@ -26,7 +26,7 @@ One command measures, and prints as tables and saves as JSON (schema ``weakhand-
   (the logic of ``benchmarks/bench_bmc.py``, which now calls :func:`bmc_cost`);
 * ``inference``: frames/s of each model in eval mode at batch 1 and 64 (the depth model
   end to end: forward + voting + mean-shift, as notebook 40 reports it);
-* ``evaluation``: :func:`weakhand.metrics.evaluate_3d` and the :func:`weakhand.methods.cai.evaluate_predictions`
+* ``evaluation``: :func:`weakhand.metrics.evaluate_3d` and the :func:`weakhand.evaluation.scores.score_predictions`
   path on 100,000 samples;
 * ``summary``: the loader / trainer throughput ratio of the main training step (``cai_pose``
   with the Trainer's options: AMP on CUDA) per profile and ``num_workers`` (the aim: >= 3).
@@ -750,14 +750,14 @@ def bmc_cost(batch: int = 64, size: int = 64, width: int = 16, n_stages: int = 3
 
 def bench_eval(n: int, repeats: int, seed: int = 0) -> dict:
     """Seconds for :func:`weakhand.metrics.evaluate_3d` on (n, 21, 3) (no alignment and
-    Procrustes, with visibility) and for :func:`weakhand.methods.cai.evaluate_predictions` (3D
+    Procrustes, with visibility) and for :func:`weakhand.evaluation.scores.score_predictions` (3D
     reconstruction from (u, v, zn), 3D/2D/depth metrics) on n predictions."""
     import numpy as np
 
     from weakhand import metrics
     from weakhand import skeleton as sk
     from weakhand.camera import project
-    from weakhand.methods import cai
+    from weakhand.evaluation import scores
 
     rng = np.random.default_rng(seed)
     gt = rng.normal(scale=40.0, size=(n, 21, 3)) + np.array([0.0, 0.0, 500.0])
@@ -774,7 +774,7 @@ def bench_eval(n: int, repeats: int, seed: int = 0) -> dict:
     for name, fn in (("evaluate_3d_none", lambda: metrics.evaluate_3d(pred, gt, vis, align="none")),
                      ("evaluate_3d_procrustes",
                       lambda: metrics.evaluate_3d(pred, gt, vis, align="procrustes")),
-                     ("cai_evaluate_predictions", lambda: cai.evaluate_predictions(p))):
+                     ("score_predictions", lambda: scores.score_predictions(p))):
         t = time_call(fn, repeats, 1 if n <= 10_000 else 0)
         out[f"{name}_s"] = t["median_s"]
         out[f"{name}_samples_per_s"] = n / t["median_s"]

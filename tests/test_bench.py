@@ -74,7 +74,7 @@ def test_quick_run_fills_every_section(quick_result):
 
     ev = res["evaluation"]
     assert ev["n"] == 2000
-    for k in ("evaluate_3d_none_s", "evaluate_3d_procrustes_s", "cai_evaluate_predictions_s"):
+    for k in ("evaluate_3d_none_s", "evaluate_3d_procrustes_s", "score_predictions_s"):
         _positive(ev[k], f"evaluation.{k}")
 
     sm = res["summary"]

@@ -4,7 +4,8 @@ import torch
 
 from weakhand import camera
 from weakhand.methods.base import joint_labels
-from weakhand.methods.cai import evaluate_predictions, losses
+from weakhand.evaluation.scores import score_predictions
+from weakhand.methods.cai import losses
 from weakhand.models import CaiPoseNet, PoseNetConfig, root_relative_depth
 
 
@@ -57,11 +58,11 @@ def test_evaluation_of_a_perfect_prediction():
     has3 = np.ones(4, bool)
     p = {"uv": batch["kp2d"].numpy(), "zn": root_relative_depth(kp3d), "kp2d": batch["kp2d"].numpy(),
          "kp3d": kp3d, "vis": np.ones((4, 21), bool), "K": batch["K"].numpy(), "has_3d": has3}
-    e = evaluate_predictions(p)
+    e = score_predictions(p)
     assert e["epe_mm"] < 1e-3 and e["z_err_mm"] < 1e-3 and e["px_2d_mean"] < 1e-3
-    assert e["auc_20_50"] == 1.0 and e["n"] == 4
+    assert e["auc_20_50"] == 1.0 and e["n_samples"] == 4
     p["zn"] = p["zn"] + 0.5       # half a scale bone too far: ~ 0.5 * s mm of depth error
-    e = evaluate_predictions(p)
+    e = score_predictions(p)
     s = np.linalg.norm(kp3d[:, 9] - kp3d[:, 10], axis=-1).mean()
     assert abs(e["z_err_mm"] - 0.5 * s * 20 / 21) < 2.0   # root joint stays exact
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from weakhand.methods import cai
+from weakhand.evaluation.scores import score_camera_frame
 from weakhand.methods import wan_dense as dt
 from weakhand.methods.base import joint_labels
 from weakhand.data import DEFAULT_FIELDS, HandDataset, load_dataset
@@ -75,8 +76,8 @@ def test_training_step_and_direct_head(data):
         assert ("direct" in terms) == (head == "direct")
         p = dt.predict(model, [b], "cpu", cfg=cfg)
         assert p["pred3d"].shape == (6, 21, 3) and np.isfinite(p["pred3d"]).all()
-        r = dt.evaluate(p)
-        assert np.isfinite(r["epe_mm"]) and r["per_joint_mm"].shape == (21,)
+        r = score_camera_frame(p)
+        assert np.isfinite(r["epe_mm"]) and r["per_joint_epe"].shape == (21,)
     no_h2 = dt.step(dt.Config(width=8, use_h2=False).model(), b,
                           dt.Config(width=8, use_h2=False))
     assert float(no_h2["h2"]) == 0.0

@@ -7,6 +7,7 @@ import torch
 
 from weakhand import bmc
 from weakhand import skeleton as sk
+from weakhand.evaluation.scores import score_predictions
 from weakhand.methods import cai, spurr_bmc
 from weakhand.methods.weak_signals import bmc_term
 from weakhand.models import CaiPoseNet
@@ -123,16 +124,16 @@ def test_evaluation_with_known_and_recovered_root():
                 has_3d=torch.ones(4, dtype=torch.bool))
     model = _tiny().eval()
     p = spurr_bmc.predict(model, [full], "cpu")
-    r = spurr_bmc.evaluate_predictions(p)
-    for key in ("epe_mm", "z_err_mm", "epe_mm_recovered", "z_err_mm_recovered",
-                "root_err_mm_closed", "root_err_mm_refined", "auc_20_50_recovered"):
+    r = score_predictions(p)
+    for key in ("epe_mm", "z_err_mm", "rec_epe_mm", "rec_z_err_mm",
+                "root_closed_err_mm", "root_err_mm", "rec_auc_20_50"):
         assert np.isfinite(r[key]), key
     # a perfect 2.5D prediction with the true root gives zero error both ways
     from weakhand.models.root_depth import to_25d
     uv, zn, s = to_25d(torch.tensor(kp3d), full["K"].double())
     perfect = dict(p, uv=uv.numpy(), zn=zn.numpy(), z_root=(torch.tensor(kp3d[:, 0, 2]) / s).numpy())
-    r = spurr_bmc.evaluate_predictions(perfect)
-    assert r["epe_mm"] < 1e-3 and r["epe_mm_recovered"] < 1e-3 and r["root_err_mm_refined"] < 1e-3
+    r = score_predictions(perfect)
+    assert r["epe_mm"] < 1e-3 and r["rec_epe_mm"] < 1e-3 and r["root_err_mm"] < 1e-3
 
 
 def test_bmc_lift_from_labels_judges_depth_not_the_2d_error():

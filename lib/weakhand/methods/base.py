@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.torch_data import to_device
 from ..models import root_relative_depth
 
 #: target training sets a variant can fine-tune on (the notebooks build one loader per name)
@@ -48,6 +49,22 @@ class Stage:
     model: nn.Module
     scheduler: Any = None
     options: Any = None
+
+
+def loss_terms(stage: Stage, batch: dict, device: str = "cpu") -> dict[str, float]:
+    """What a stage optimises, read on one batch: its ``step`` in training mode without
+    gradients or an optimizer step, {term: value} as Python floats (no arrays; ``"loss"`` the
+    weighted total; each term unitless or in its own unit, see the method's ``losses``). Read-only for the caller: the models' weights are untouched and the global torch
+    RNG state is restored afterwards (dropout draws do not shift later numbers); BatchNorm running
+    statistics of `stage`'s models do move, so use a freshly built stage."""
+    models = stage.models if isinstance(stage.models, dict) else {"model": stage.models}
+    dev = torch.device(device)
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        for m in models.values():
+            m.to(device).train()
+        terms = stage.step(stage.models, to_device(batch, device))
+    return {k: float(v) for k, v in terms.items()}
 
 
 def joint_labels(batch: dict) -> dict:

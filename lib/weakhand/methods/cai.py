@@ -6,8 +6,9 @@ labelled source domain with :func:`losses`; stage 2 trains the depth regulariser
 joints (:func:`regularizer_step`); stage 3 fine-tunes the pose model on half-source,
 half-target batches (:func:`build` -> :class:`~weakhand.methods.base.Stage`, :func:`step`), each
 variant of :data:`VARIANTS` adding its weak signals (:mod:`weakhand.methods.weak_signals`) on the
-target samples. :func:`predict` collects predictions and labels; :func:`evaluate_predictions`
-scores them with the papers' protocol (ground-truth root depth and scale known at test time).
+target samples. :func:`predict` collects predictions and labels;
+:func:`weakhand.evaluation.scores.score_predictions` scores them with the papers' protocol
+(ground-truth root depth and scale known at test time).
 
 Units: uv in input pixels; zn root-relative depth in units of the scale bone (middle MCP→PIP);
 kp3d mm, camera frame.
@@ -16,18 +17,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import metrics
 from .. import skeleton as sk
 from ..bmc import BMCWeights
 from ..data.torch_data import to_device
 from ..losses import CaiWeights, cai_loss, depth_loss, depth_map_loss, heatmap_loss
-from ..models import (CaiPoseNet, DepthRegularizer, PoseNetConfig, depth_map_targets,
-                      gaussian_heatmaps, reconstruct_3d, regularizer_input_from_3d)
+from ..models import (CaiPoseNet, PoseNetConfig, depth_map_targets, gaussian_heatmaps,
+                      regularizer_input_from_3d)
+from ..models.registry import build_model
 from ..train.checkpoint import load_checkpoint
 from . import weak_signals as ws
 from .base import Stage, Variant, joint_labels
@@ -65,31 +65,6 @@ def predict(model: nn.Module, loader, device: str) -> dict:
         for k in keys:
             acc[k].append(batch[k].cpu())
     return {k: torch.cat(v).numpy() for k, v in acc.items()}
-
-
-def evaluate_predictions(p: dict) -> dict:
-    """Target-domain numbers: 2D px error, z error and signed z bias (mm; > 0: predicted too far
-    from the camera), 3D EPE and AUC, on visible joints of samples with 3D labels; 3D from
-    (u, v, zn) with GT root depth and GT scale (Z&B/Cai).
-
-    p: :func:`predict`'s arrays. Returns scalars plus "pred3d"/"gt3d" (n, 21, 3) mm camera frame."""
-    sel = p["has_3d"].astype(bool)
-    if not sel.any():
-        raise ValueError("no sample with a 3D label to evaluate")
-    kp3d = p["kp3d"][sel].astype(np.float64)
-    vis = p["vis"][sel].astype(bool)
-    pred3d = reconstruct_3d(p["uv"][sel].astype(np.float64), p["zn"][sel].astype(np.float64),
-                            p["K"][sel].astype(np.float64), kp3d[:, sk.ROOT, 2],
-                            sk.scale_length(kp3d))
-    e3 = metrics.evaluate_3d(pred3d, kp3d, vis, align="none")
-    e2 = metrics.evaluate_2d(p["uv"][sel], p["kp2d"][sel], vis)
-    ez = metrics.depth_error(pred3d[..., 2], kp3d[..., 2], vis)
-    dz = (pred3d[..., 2] - kp3d[..., 2])[vis]
-    return {"n": int(sel.sum()), "px_2d_mean": e2["epe_mean_px"], "z_err_mm": ez["mean_abs_z_mm"],
-            "z_bias_mm": float(dz.mean()),
-            "epe_mm": e3["epe_mean_mm"], "auc_20_50": e3["auc_20_50"],
-            "auc_hand3d_21_50": e3["auc_hand3d_21_50"], "auc_0_50": e3["auc_0_50"],
-            "pred3d": pred3d, "gt3d": kp3d}
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -318,8 +293,9 @@ def build(variant: str, net_cfg: Config, stage1_ckpt, stage2_ckpt, reg_cfg: dict
     size = reg_cfg["reg_size"] if reg_cfg else None
     reg = None
     if variant in USES_REGULARIZER:
-        reg = DepthRegularizer(out_size=size, dropout=reg_cfg.get("reg_dropout", 0.2))
-        load_checkpoint(stage2_ckpt, reg)
+        reg = build_model(stage2_ckpt)  # eval mode; trained at lr/10 unless frozen
+        if reg_mode != "frozen":
+            reg.train()
         if reg_mode == "frozen":
             reg.eval().requires_grad_(False).to(device)
     signals = weak_signals_for(variant, opts, regularizer=reg, reg_size=size, prior=prior,

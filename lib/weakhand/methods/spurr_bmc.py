@@ -1,6 +1,6 @@
 """The 2.5D model family trained with biomechanical constraints (Iqbal et al. ECCV'18; Spurr et
 al. ECCV'20): losses, the training step, stage-3 variants, prediction with recovered root depth,
-and evaluation.
+scored by :func:`weakhand.evaluation.scores.score_predictions`.
 
 Stage 1 trains :class:`weakhand.models.pose25d_net.Pose25DNet` on the fully labelled source
 domain (L1 on normalised (u, v), L1 on ẑʳ, L1 of the refined root against the true Ẑ_root) with
@@ -18,20 +18,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from .. import metrics
 from .. import skeleton as sk
 from ..bmc import BMCWeights
 from ..losses import masked_mean
 from ..models import gaussian_heatmaps
 from ..models.pose25d_net import Pose25DConfig, Pose25DNet
-from ..models.root_depth import reconstruct_25d
 from ..train.checkpoint import load_checkpoint
 from .base import Stage, Variant, joint_labels
-from .cai import evaluate_predictions as _known_root_numbers
 from .weak_signals import bmc_term
 
 #: the method's configuration: the 2.5D network (``config["net"]`` of its checkpoints)
@@ -134,32 +130,6 @@ def predict(model: nn.Module, loader, device: str) -> dict:
         for k in keys:
             acc[k].append(batch[k].cpu())
     return {k: torch.cat(v).numpy() for k, v in acc.items()}
-
-
-def evaluate_predictions(p: dict) -> dict:
-    """Target-domain numbers with the root depth **known** (GT root and scale: the Z&B/Cai
-    protocol, comparable with the Cai family) and **recovered** (refined closed-form root ×
-    GT scale: no 3D label used but the scale), plus the root depth error of both roots (mm).
-    p: :func:`predict`'s arrays; "pred3d_recovered" (n, 21, 3) mm camera frame."""
-    res = _known_root_numbers(p)
-    sel = p["has_3d"].astype(bool)
-    kp3d = p["kp3d"][sel].astype(np.float64)
-    vis = p["vis"][sel].astype(bool)
-    s = sk.scale_length(kp3d)
-    t = lambda x: torch.as_tensor(np.asarray(x[sel], dtype=np.float64))  # noqa: E731
-    rec = reconstruct_25d(t(p["uv"]), t(p["zn"]), t(p["K"]), t(p["z_root"]),
-                          torch.as_tensor(s)).numpy()
-    e3 = metrics.evaluate_3d(rec, kp3d, vis, align="none")
-    ez = metrics.depth_error(rec[..., 2], kp3d[..., 2], vis)
-    root_true = kp3d[:, sk.ROOT, 2]
-    res.update({
-        "z_err_mm_recovered": ez["mean_abs_z_mm"], "epe_mm_recovered": e3["epe_mean_mm"],
-        "auc_20_50_recovered": e3["auc_20_50"],
-        "root_err_mm_closed": float(np.mean(np.abs(p["z_root_closed"][sel] * s - root_true))),
-        "root_err_mm_refined": float(np.mean(np.abs(p["z_root"][sel] * s - root_true))),
-        "pred3d_recovered": rec,
-    })
-    return res
 
 
 def heatmap_ce(batch: dict, out: dict, model: nn.Module, sigma: float = 1.0) -> torch.Tensor:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from .. import camera, metrics
+from .. import camera
 from .. import skeleton as sk
 from ..data.format import HandData
 from ..dense import aggregate, dense_targets, point_map
@@ -171,20 +171,6 @@ def predict(model: DenseDepthNet, loader, device: str, *, cfg: Config) -> dict:
         for k in ("kp3d", "vis", "has_3d", "index", "mirrored"):
             acc[k].append(batch[k].cpu())
     return {k: torch.cat(v).numpy() for k, v in acc.items()}
-
-
-def evaluate(p: dict) -> dict:
-    """3D EPE (mean/median), AUC 20–50 and 0–50, z error and per-joint EPE (mm) on samples with
-    3D labels, visible joints (camera frame, no alignment: the depth gives the root)."""
-    sel = p["has_3d"].astype(bool)
-    if not sel.any():
-        raise ValueError("no sample with a 3D label to evaluate")
-    pred, gt, vis = p["pred3d"][sel].astype(np.float64), p["kp3d"][sel].astype(np.float64), p["vis"][sel]
-    e = metrics.evaluate_3d(pred, gt, vis, align="none")
-    ez = metrics.depth_error(pred[..., 2], gt[..., 2], vis)
-    return {"n": int(sel.sum()), "epe_mm": e["epe_mean_mm"], "epe_median_mm": e["epe_median_mm"],
-            "auc_20_50": e["auc_20_50"], "auc_0_50": e["auc_0_50"], "z_err_mm": ez["mean_abs_z_mm"],
-            "per_joint_mm": np.asarray(e["per_keypoint_epe_mm"])}
 
 
 # ----------------------------------------------------------------------------- teacher
