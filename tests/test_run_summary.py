@@ -57,3 +57,22 @@ def test_every_notebook_ends_with_the_run_summary():
         last = nbformat.read(p, as_version=4).cells[-1]
         assert last.cell_type == "code", p
         assert "runs.summarize_run_dir(run, since=run.opened_at)" in last.source, p
+
+
+def test_brief_counts_per_kind_and_names_the_main_files(tmp_path):
+    run = open_run(tmp_path / "r")
+    since = time.time() - 60
+    for name in ("best.pt", "last.pt", "metrics.jsonl"):
+        run.artifact(f"stage1/{name}").write_bytes(b"w" * 100)
+    run.artifact("stage3/last.pt").write_bytes(b"w")
+    run.artifact("metrics/20_x.json").write_text("{}")
+    for i in range(5):
+        run.artifact(f"figures/f{i}.html").write_text("<html>")
+        run.artifact(f"data/split/a{i}.npy").write_bytes(b"z")
+    b = runs.summarize_run_dir(run, since=since).brief()
+    assert b.kinds == {"checkpoints": [3, 201], "training logs": [1, 100], "metrics": [1, 2],
+                       "figures": [5, 30], "datasets": [5, 5]}
+    assert set(b.main) == {"stage1/best.pt", "stage3/last.pt", "metrics/20_x.json", "data/split/"}
+    text = repr(b)
+    assert "figures" in text and "f0.html" not in text and len(text.splitlines()) == 7
+    assert runs.summarize_run_dir(run, since=since).brief(max_main=1).n_more == 3

@@ -293,6 +293,12 @@ class RunSummary:
                 lines.append(f"  ... and {n_rest} more, {_human(size_rest)}")
         return "\n".join(lines)
 
+    def brief(self, max_main: int = 8) -> "RunBrief":
+        """The files written since `since` in a few lines: counts and bytes per kind
+        (checkpoints, metrics, figures, datasets, training logs, other) and the main files
+        (metrics tables, checkpoints, dataset splits, reports), at most `max_main` named."""
+        return RunBrief(self.root, list(self.written or []), max_main)
+
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
@@ -314,6 +320,58 @@ class RunSummary:
                     f"{len(self.written)} file(s), {esc(_human(self.written.total_size))}</caption>"
                     f"<thead><tr><th>file</th><th>size</th></tr></thead><tbody>{rows}</tbody></table>")
         return out
+
+
+#: (kind, test on the run-relative path) in the order a brief summary counts them
+_KINDS = (("checkpoints", lambda p: p.endswith(".pt")),
+          ("training logs", lambda p: p.endswith("metrics.jsonl")),
+          ("metrics", lambda p: p.startswith("metrics/")),
+          ("figures", lambda p: p.startswith("figures/")),
+          ("datasets", lambda p: p.startswith("data/")),
+          ("other", lambda p: True))
+
+
+def _kind(path: str) -> str:
+    return next(k for k, test in _KINDS if test(path))
+
+
+def _is_main(path: str) -> bool:
+    """Metrics tables, best (else last) checkpoints, reports and labels: what a reader opens."""
+    name = Path(path).name
+    return ((path.startswith("metrics/") and name.endswith((".json", ".csv")))
+            or name in ("best.pt", "report.html", "limits.json") or path.endswith(".npz"))
+
+
+class RunBrief:
+    """What a notebook wrote, in a few lines (:meth:`RunSummary.brief`): per kind the number of
+    files and bytes, then the main files (a dataset split counts as one entry)."""
+
+    def __init__(self, root: Path, written: list[ArtifactInfo], max_main: int = 8):
+        self.root = Path(root)
+        self.kinds: dict[str, list[int]] = {}
+        for a in written:
+            acc = self.kinds.setdefault(_kind(a.path), [0, 0])
+            acc[0] += 1
+            acc[1] += a.size
+        self.kinds = {k: self.kinds[k] for k, _ in _KINDS if k in self.kinds}
+        folders = {Path(a.path).parent.as_posix() for a in written}
+        best = {Path(a.path).parent.as_posix() for a in written if Path(a.path).name == "best.pt"}
+        main = [a.path for a in written
+                if _is_main(a.path) or (Path(a.path).name == "last.pt" and Path(a.path).parent.as_posix() not in best)]
+        main += sorted(f + "/" for f in folders if f.startswith("data/"))
+        self.main, self.n_more = main[:max_main], max(0, len(main) - max_main)
+
+    def __repr__(self) -> str:
+        total = sum(n for n, _ in self.kinds.values())
+        lines = [f"written by this notebook under {self.root}: {total} file(s), "
+                 f"{_human(sum(b for _, b in self.kinds.values()))}"]
+        lines += [f"  {k:<14} {n:>4} file(s)  {_human(b):>9}" for k, (n, b) in self.kinds.items()]
+        if self.main:
+            lines.append("main files: " + ", ".join(self.main)
+                         + (f" (and {self.n_more} more)" if self.n_more else ""))
+        return "\n".join(lines)
+
+    __str__ = __repr__
 
 
 def summarize_run_dir(run_dir: "Run | str | os.PathLike", since: float | None = None, *,
