@@ -9,6 +9,7 @@ CLI_HELP = "make synthetic datasets (synth), convert real ones (convert), verify
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``synth`` / ``convert`` / ``info`` actions to `parser` (no arrays; sizes in px)."""
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     s = sub.add_parser("synth", help="generate a synthetic dataset split",
                        description="Generate a synthetic dataset split in the workbook format.")
@@ -49,6 +50,8 @@ def _knob(text: str) -> tuple[str, object]:
 
 
 def cli_main(args: argparse.Namespace, argv=None) -> int:
+    """Run the parsed ``weakhand data`` action, printing its JSON report; returns the exit
+    status (0 ok, 1 dataset/raw-data error, 2 bad ``--set``). No arrays."""
     from .format import DatasetError, dataset_summary, load_dataset
 
     if args.data_command == "convert":

@@ -81,7 +81,8 @@ _HASH_CHUNK = 1 << 22
 
 
 class DatasetError(Exception):
-    """A dataset directory is missing, incomplete, corrupt or inconsistent with its manifest."""
+    """A dataset directory is missing, incomplete, corrupt or inconsistent with its manifest
+    (no arrays: the message names the file, the problem and the fix)."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -149,7 +150,8 @@ def _is_verified(path: Path, files: Iterable[str]) -> bool:
 
 
 def fix_hint(path: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> str:
-    """How to get a good copy of the dataset at `path` back (for error messages)."""
+    """How to get a good copy of the dataset at `path` back (for error messages): a
+    sentence chosen by ``manifest["source"]["kind"]``; no arrays."""
     path = Path(path)
     src = (manifest or {}).get("source") or {}
     if not isinstance(src, Mapping):
@@ -316,7 +318,9 @@ class DatasetWriter:
 
     # -- writing
     def write(self, start: int, batch: Mapping[str, np.ndarray]) -> None:
-        """Fill rows ``[start, start + len)`` of the arrays named in `batch`."""
+        """Fill rows ``[start, start + len)`` of the arrays named in `batch`: each (n, ...) with
+        the declared dtype and per-sample shape (e.g. ``rgb`` (n, H, W, 3) uint8, ``kp3d``
+        (n, 21, 3) mm); a single sample without the leading axis counts as n = 1."""
         if self._cm is None:
             raise RuntimeError("use DatasetWriter as a context manager (`with DatasetWriter(...) as w`)")
         if not batch:
@@ -340,11 +344,12 @@ class DatasetWriter:
 
     @property
     def rows_written(self) -> int:
-        """One past the highest row written so far (the count kept by allow_fewer)."""
+        """One past the highest row written so far (the count kept by allow_fewer); unitless."""
         return self._cursor
 
     def append(self, batch: Mapping[str, np.ndarray]) -> int:
-        """Write `batch` after the last row written so far; returns the start row used."""
+        """Write `batch` (arrays (n, ...) as in :meth:`write`) after the last row written so far;
+        returns the start row used."""
         start = self._cursor
         self.write(start, batch)
         return start
@@ -514,7 +519,9 @@ def write_dataset(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, 
     """Write a small in-memory dataset in one go; returns the dataset path.
 
     `arrays` holds the required arrays, optionally ``parts``, and any extras (their dtype and
-    trailing shape are taken from the given arrays). Count and image size come from ``rgb``.
+    trailing shape are taken from the given arrays), each (N, ...) as in the module doc (``rgb``
+    (N, H, W, 3) uint8, ``kp3d`` (N, 21, 3) mm, ...). Count and image size come from ``rgb``.
+    depth_scale_mm: mm per stored ``depth`` unit.
     """
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
@@ -540,7 +547,8 @@ class HandData:
     """A loaded dataset split: raw (memory-mapped) arrays plus the manifest.
 
     ``data[i]`` returns a dict of per-sample NumPy arrays (copies, not memmaps) with ``depth``
-    converted to float32 millimetres (0 stays 0 = missing); ``data.arrays`` holds the raw arrays.
+    converted to float32 millimetres (0 stays 0 = missing); ``data.arrays`` holds the raw arrays
+    ((N, H, W) uint16 ``depth``, ``depth_scale_mm`` mm per unit; other shapes in the module doc).
     """
 
     def __init__(self, path: Path, manifest: dict, arrays: dict[str, np.ndarray], mmap: bool):
@@ -551,23 +559,28 @@ class HandData:
 
     @property
     def count(self) -> int:
+        """Number of samples N (unitless)."""
         return int(self.manifest["count"])
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """Crop size (H, W) in px."""
         h, w = self.manifest["image_size"]
         return int(h), int(w)
 
     @property
     def depth_scale_mm(self) -> float:
+        """Millimetres per stored ``depth`` unit (mm)."""
         return float(self.manifest.get("depth_scale_mm", DEFAULT_DEPTH_SCALE_MM))
 
     @property
     def name(self) -> str:
+        """The manifest's dataset name (the folder name if absent); no arrays."""
         return str(self.manifest.get("name", self.path.name))
 
     @property
     def label_counts(self) -> dict:
+        """The manifest's ``label_counts`` (a copy; empty if absent): sample counts, unitless."""
         return dict(self.manifest.get("label_counts", {}))
 
     def __len__(self) -> int:
@@ -577,7 +590,8 @@ class HandData:
         return key in self.arrays
 
     def depth_mm(self, idx) -> np.ndarray:
-        """Depth of sample(s) `idx` as float32 millimetres (0 = missing)."""
+        """Depth of sample(s) `idx` as float32 mm, (H, W) for one index or (n, H, W) for
+        several (0 = missing)."""
         raw = np.asarray(self.arrays["depth"][idx])
         return (raw * self.depth_scale_mm).astype(np.float32)
 
@@ -677,6 +691,8 @@ def load_dataset(path: str | os.PathLike, verify: str = "once", mmap: bool = Tru
     file or the manifest changes; the time it took is printed) or ``"full"`` (recompute every
     sha256 every time). Every problem raises :class:`DatasetError` naming the file, what is
     wrong and how to get a good copy back. `hint` is appended when there is no dataset at `path`.
+    Returns a :class:`HandData`: arrays (N, ...) as in the module doc, e.g. ``rgb`` (N, H, W, 3)
+    uint8, ``kp2d`` (N, 21, 2) crop px, ``kp3d`` (N, 21, 3) mm.
     """
     if verify not in VERIFY_MODES:
         raise ValueError(f"verify must be one of {', '.join(map(repr, VERIFY_MODES))}, got "

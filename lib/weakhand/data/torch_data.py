@@ -75,10 +75,11 @@ class AugmentConfig:
 
     @classmethod
     def geometry_only(cls, **kw) -> "AugmentConfig":
-        """Rotation/scale/shift with the colour jitter switched off."""
+        """Rotation (degrees) / scale / shift (px) with the colour jitter switched off."""
         return cls(**{"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, **kw})
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (rot_deg in degrees, shift_px in output px)."""
         return asdict(self)
 
 
@@ -186,6 +187,7 @@ class HandDataset(Dataset):
         return len(self.data)
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the augmentation draws (no arrays)."""
         self.epoch = int(epoch)
 
     # -- fast access to the stored arrays
@@ -209,7 +211,9 @@ class HandDataset(Dataset):
 
     # -- random parameters
     def sample_params(self, index: int) -> dict[str, Any]:
-        """The random draws for sample `index` in the current epoch (all drawn, used or not)."""
+        """The random draws for sample `index` in the current epoch (all drawn, used or not):
+        ``flip`` bool, ``theta`` rad, ``scale`` unitless factor, ``shift`` (dx, dy) output px,
+        ``jitter`` (brightness, contrast, saturation factors, hue turns) or None."""
         a = self.augment
         if a is None:
             return {"flip": False, "theta": 0.0, "scale": 1.0, "shift": (0.0, 0.0), "jitter": None}
@@ -369,7 +373,7 @@ class MixedBatchSampler(Sampler[list[int]]):
     index appears once). The permutations depend only on (seed, epoch, stream, cycle); call
     :meth:`set_epoch` each epoch. ``len`` is `num_batches`, or by default enough batches for the
     longer stream (in draws per batch) to be seen once: ``max(ceil(len_s / n_s), ceil(len_t / n_t))``
-    over the streams with a non-zero share.
+    over the streams with a non-zero share. Yields lists of batch_size int indices (no arrays).
     """
 
     def __init__(self, len_source: int, len_target: int, batch_size: int,
@@ -393,6 +397,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the permutations (no arrays)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -425,7 +430,8 @@ def make_mixed_loader(source: HandDataset, target: HandDataset, batch_size: int,
 
     In each batch the first ``sampler.n_source`` items come from `source`. To advance the epoch
     call ``loader.batch_sampler.set_epoch(e)`` and ``set_epoch(e)`` on both datasets (see
-    :func:`set_loader_epoch`). Extra keyword arguments go to ``DataLoader``.
+    :func:`set_loader_epoch`). Extra keyword arguments go to ``DataLoader``. source_fraction:
+    fraction in [0, 1] of each batch taken from `source`.
     """
     sampler = MixedBatchSampler(len(source), len(target), batch_size, num_batches=num_batches,
                                 seed=seed, source_fraction=source_fraction)
@@ -495,7 +501,8 @@ def loaders(root: str | os.PathLike, size: int | Sequence[int] | None = None, *,
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Set the epoch on a loader's batch sampler / sampler and on every HandDataset inside it."""
+    """Set the epoch on a loader's batch sampler / sampler and on every HandDataset inside it
+    (no arrays)."""
     for obj in (loader.batch_sampler, getattr(loader, "sampler", None)):
         if hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
@@ -508,7 +515,7 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
 
 def to_device(obj: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
     """Move every tensor in a (nested) dict / list / tuple / namedtuple batch to `device`
-    (other leaves unchanged; shapes, dtypes and values kept)."""
+    (other leaves unchanged); each tensor keeps its shape (...), dtype, units and values."""
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=non_blocking)
     if isinstance(obj, Mapping):
