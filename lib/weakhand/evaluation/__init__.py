@@ -35,7 +35,8 @@ __all__ = ["evaluate_run", "test_sets", "any_score", "dataset_for", "parse_seed_
 def test_sets(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Test splits to evaluate on: the synthetic target ``synth_sensor/test`` and the test split
     of every converted real dataset under ``<run>/data`` (recipes write their evaluation protocol
-    into the manifest's ``extra.protocol``). {split path relative to data/: protocol dict}."""
+    into the manifest's ``extra.protocol``). {split path relative to data/: protocol dict};
+    no arrays."""
     import json
     data = Path(run_dir) / "data"
     out: dict[str, dict[str, Any]] = {}
@@ -67,7 +68,8 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "synth_sensor/test", *
     `constant_from` (a fully labelled source split under ``data/``, if present), every family
     also gets the row ``"constant"``: the constant pose fitted on that split
     (:mod:`weakhand.evaluation.baselines`), scored at the family's input size with the same protocol.
-    Raises FileNotFoundError naming the run folder when it holds no trained variant.
+    Raises FileNotFoundError naming the run folder when it holds no trained variant. Scores hold
+    errors in mm / px and arrays such as ``pred3d`` (N, 21, 3) mm (:mod:`.scores` key vocabulary).
     """
     import torch
 
@@ -113,7 +115,8 @@ def parse_seed_list(seeds: Any) -> list[int] | None:
 
 def any_score(scores: dict, family: str | None = None) -> dict:
     """One score dict of `scores` (of `family` if given; the smallest seed): its labels
-    (``gt3d``, ``kp2d``, ``index``) are the same in every score of a split."""
+    (``gt3d`` (N, 21, 3) mm, ``kp2d`` (N, 21, 2) px, ``index`` (N,)) are the same in every score
+    of a split."""
     by_variant = scores[family] if family else next(iter(scores.values()))
     by_seed = next(iter(by_variant.values()))
     return by_seed[min(by_seed)]
@@ -150,10 +153,13 @@ def write_demo_crops(run_dir: str | os.PathLike, split: str, indices: Iterable[i
 
 
 def dataset_for(run_dir: str | os.PathLike, split: str, tv: TrainedVariant):
-    """The HandDataset (at the variant's crop size, left hands mirrored) its scores index."""
+    """The HandDataset (at the variant's crop size in px, left hands mirrored) its scores index:
+    items with ``image`` (3, S, S), ``kp2d`` (21, 2) px, ``kp3d`` (21, 3) mm."""
     return HandDataset(Path(run_dir) / "data" / split, out_size=train_size(load_info(tv)),
                        mirror_left=True)
 
 
 def load_info(tv: TrainedVariant) -> dict:
+    """The checkpoint info of `tv` (:func:`~weakhand.train.checkpoint.checkpoint_info`:
+    ``config["train_size"]`` is the input crop side in px); no arrays."""
     return checkpoint_info(tv.checkpoint)

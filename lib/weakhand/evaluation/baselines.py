@@ -38,11 +38,13 @@ class ConstantPose:
     n: int
 
     def to_dict(self) -> dict:
+        """JSON-safe dict: nested lists ``shape`` (21, 3), ``zn`` (21,), ``uv_rel`` (21, 2), int ``n``."""
         return {"shape": self.shape.tolist(), "zn": self.zn.tolist(), "uv_rel": self.uv_rel.tolist(),
                 "n": self.n}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ConstantPose":
+        """Inverse of :meth:`to_dict` (float64 arrays (21, 3), (21,), (21, 2))."""
         return cls(np.asarray(d["shape"], float), np.asarray(d["zn"], float),
                    np.asarray(d["uv_rel"], float), int(d["n"]))
 
@@ -74,7 +76,9 @@ def gpa_mean(shapes: np.ndarray, iters: int = 20, tol: float = 1e-9) -> np.ndarr
 
 
 def fit_constant_pose(data) -> ConstantPose:
-    """The constant pose of a fully labelled (source) split: a dataset path or HandData."""
+    """The constant pose of a fully labelled (source) split: a dataset path or HandData. Uses
+    the samples with finite ``kp3d`` (N, 21, 3) mm and ``kp2d`` (N, 21, 2) px; returns a
+    :class:`ConstantPose` (scale-bone units, uv as a fraction of the crop)."""
     from ..data import load_dataset
 
     d = data if not isinstance(data, (str, os.PathLike)) else load_dataset(data)
@@ -113,7 +117,8 @@ def score_constant_pose(const: ConstantPose, p: Mapping[str, np.ndarray], image_
     """Every number of :func:`weakhand.evaluation.scores.score` for the constant pose on the
     labelled samples of `p` (any model's predictions: only its labels are read). Unaligned
     metrics reconstruct the constant (uv, zn) with the GT root and scale; the aligned (pa_*)
-    metrics Procrustes-align the GPA mean shape to each test hand."""
+    metrics Procrustes-align the GPA mean shape to each test hand. `image_hw`: (H, W) px of the
+    network input (default ``p["image_hw"]``). Errors in mm / px as in :func:`score`."""
 
     if image_hw is None:
         image_hw = p.get("image_hw")

@@ -79,7 +79,8 @@ def z_hist_figure(scores: Scores, family: str = "cai", limit_mm: float = 120.0,
 def skeleton_comparison(scores: Scores, images: Sequence[int], variants: Sequence[str],
                         family: str = "cai", seed: int = 0) -> go.Figure:
     """For each chosen test image: the true 3D skeleton, then the chosen variants' predictions
-    (root-relative, GT root; rotate the view to see depth errors)."""
+    (root-relative, GT root; rotate the view to see depth errors): the score's ``gt3d`` /
+    ``pred3d`` (N, 21, 3) mm rows `images` (row indices, not dataset indices)."""
     by_variant = scores[family]
     ref = next(iter(by_variant.values()))
     ref = ref[seed if seed in ref else min(ref)]
@@ -100,7 +101,8 @@ def skeleton_comparison(scores: Scores, images: Sequence[int], variants: Sequenc
 def failure_cases(scores: Scores, dataset, variant: str, family: str = "cai", k: int = 6,
                   seed: int | None = None) -> go.Figure:
     """The `k` test images with the largest 3D EPE of one variant: the network's input crop with
-    true (green circles) and predicted (red crosses) 2D joints; titles give EPE and |z| error."""
+    true (green circles) and predicted (red crosses) 2D joints (``kp2d`` / ``uv`` (N, 21, 2) input
+    px); titles give the sample EPE in mm."""
     by_seed = scores[family][variant]
     s = by_seed[seed if seed in by_seed else min(by_seed)]
     order = np.argsort(-np.nan_to_num(s["sample_epe"], nan=-1.0))[:k]
@@ -142,7 +144,8 @@ def rendered_depth(regularizer: torch.nn.Module, dataset, s: Mapping[str, Any], 
 
 
 def rendered_depth_figure(maps: Mapping[str, np.ndarray], variant: str, titles: Sequence[str] = ()) -> go.Figure:
-    """Rows: sensor depth map | rendered from the true joints | rendered from `variant`'s joints."""
+    """Rows: sensor depth map | rendered from the true joints | rendered from `variant`'s joints;
+    `maps` as :func:`rendered_depth` returns them, (n, S, S) normalised depth (shown on [0, 1])."""
     rows = (("sensor", "sensor depth"), ("from_true", "rendered: true joints"),
             ("from_pred", f"rendered: {variant}"))
     n = len(maps["sensor"])
@@ -162,7 +165,8 @@ def rendered_depth_figure(maps: Mapping[str, np.ndarray], variant: str, titles: 
 
 
 def image_row(paths: Sequence, title: str = "", height: int = 300) -> go.Figure:
-    """Image files (e.g. `weakhand predict` overlays) side by side, titled by file stem."""
+    """Image files (e.g. `weakhand predict` overlays) side by side, titled by file stem;
+    `height` in px."""
     import cv2
     from pathlib import Path
 

@@ -31,7 +31,8 @@ Signal = Callable[..., dict]
 
 
 def hide_3d(batch: dict) -> dict:
-    """A copy of a labelled batch that looks weak: has_3d False, kp3d NaN."""
+    """A copy of a labelled batch that looks weak: has_3d (B,) False, has_2d (B,) True,
+    kp3d (B, 21, 3) NaN; the other entries are shared, not copied."""
     out = dict(batch)
     out["has_3d"] = torch.zeros_like(batch["has_3d"], dtype=torch.bool)
     out["has_2d"] = torch.ones_like(batch["has_3d"], dtype=torch.bool)
@@ -129,7 +130,8 @@ def oracle_table(signals: Mapping[str, Signal | Sequence[tuple[float, Signal]]],
 
 
 def flags(rows: Sequence[Mapping]) -> dict[str, str]:
-    """signal -> its oracle verdict from the "noisy" start (the table's oracle column)."""
+    """signal -> its oracle verdict from the "noisy" start (the table's oracle column): z error
+    before → after in mm, with a warning when the descent raises it."""
     out = {}
     for r in rows:
         if r["start"] == "noisy":
@@ -139,7 +141,8 @@ def flags(rows: Sequence[Mapping]) -> dict[str, str]:
 
 
 def collate(dataset, n: int) -> dict:
-    """A batch of the first `n` labelled samples of a HandDataset (fixed, reproducible)."""
+    """A batch of the first `n` labelled samples of a HandDataset (fixed, reproducible): its
+    tensor fields stacked to (n, ...), e.g. ``kp3d`` (n, 21, 3) mm, ``kp2d`` (n, 21, 2) px."""
     idx = np.arange(min(n, len(dataset)))
     items = [dataset[int(i)] for i in idx]
     return {k: torch.stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], torch.Tensor)}

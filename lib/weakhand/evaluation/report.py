@@ -37,7 +37,8 @@ PROFILE_BANNERS: dict[str, tuple[str, str]] = {
 
 def run_profile(run_dir: str | os.PathLike) -> str | None:
     """The profile a run folder was made with: its run.json (the runner's record), else the
-    `config.profile` of its newest metrics/*.json (notebooks record their config), else None."""
+    `config.profile` of its newest metrics/*.json (notebooks record their config), else None.
+    No arrays."""
     run_dir = Path(run_dir)
     try:
         prof = json.loads((run_dir / "run.json").read_text()).get("profile")
@@ -61,6 +62,8 @@ class Report:
     """Collects blocks in order; :meth:`write` renders them into one HTML file.
 
     >>> r = Report("Evaluation"); r.heading("Results"); r.text("..."); r.table(rows); r.figure(fig)
+
+    No arrays: tables are rows of dicts already formatted (units in their column titles).
     """
 
     def __init__(self, title: str, subtitle: str = "", profile: str | None = None):
@@ -70,22 +73,27 @@ class Report:
         self.blocks: list[tuple[str, Any]] = []
 
     def heading(self, text: str) -> "Report":
+        """Add a section heading (no arrays); returns self."""
         self.blocks.append(("h2", text))
         return self
 
     def text(self, text: str, note: bool = False) -> "Report":
+        """Add a paragraph (`note`: styled as a side note); no arrays; returns self."""
         self.blocks.append(("note" if note else "p", text))
         return self
 
     def table(self, rows: Sequence[Mapping[str, Any]], caption: str = "") -> "Report":
+        """Add a table of dict rows (same keys; see :func:`table_html`); no arrays; returns self."""
         self.blocks.append(("table", (list(rows), caption)))
         return self
 
     def figure(self, fig) -> "Report":
+        """Add a Plotly figure (plotly.js embedded once per report); no arrays; returns self."""
         self.blocks.append(("figure", fig))
         return self
 
     def render(self) -> str:
+        """The whole report as one HTML string (banner, title, blocks, time stamp); no arrays."""
         parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
                  f"<style>{_CSS}</style></head><body>"]
         if self.profile in PROFILE_BANNERS:
@@ -114,7 +122,7 @@ class Report:
         return "\n".join(parts)
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Render and write atomically; returns the path."""
+        """Render and write atomically (no arrays); returns the path."""
         path = Path(path)
         if self.profile is None:
             self.profile = run_profile(path.parent)
@@ -123,7 +131,7 @@ class Report:
 
 
 def table_html(rows: Sequence[Mapping[str, Any]], caption: str = "") -> str:
-    """Rows of dicts (same keys) -> an escaped HTML table."""
+    """Rows of dicts (same keys) -> an escaped HTML table (cells as str; no arrays)."""
     if not rows:
         return "<p class='note'>(no rows)</p>"
     cols = list(rows[0])

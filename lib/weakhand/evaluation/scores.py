@@ -269,7 +269,8 @@ def violation_summary(kp3d: np.ndarray, limits) -> dict[str, float]:
 
 
 def scalars(s: Mapping[str, Any]) -> dict[str, float]:
-    """The float/int entries of a :func:`score` dict (JSON-safe)."""
+    """The float/int entries of a :func:`score` dict (JSON-safe): scalar metrics in their
+    key's unit (mm, px, fraction), arrays and bools dropped."""
     return {k: (float(v) if isinstance(v, float) else v) for k, v in s.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -316,7 +317,8 @@ def versus_2d(agg: Mapping[str, Mapping[str, Mapping[str, float]]], variant: str
               metric: str = "z_err_mm") -> dict[str, Any]:
     """Is `variant` better than "+ target 2D" on an error `metric` by more than the seed spread?
 
-    spread = the larger of the two seed standard deviations. Verdicts: "better", "worse",
+    Returns {"diff": mean difference, "spread", "verdict"}, both in the metric's unit (mm for
+    the default); spread = the larger of the two seed standard deviations. Verdicts: "better", "worse",
     "within seed spread", or "single seed: spread unknown" (fewer than 2 seeds on either side).
     """
     a, b = agg[variant][metric], agg["2d"][metric]
@@ -412,14 +414,16 @@ def results_table(scores: Mapping[str, Mapping[str, Mapping[int, Mapping[str, An
 
 
 def fmt(mean: float, std: float, digits: int) -> str:
-    """'12.3 ± 0.4' (or '12.3' for one seed, '—' for undefined)."""
+    """'12.3 ± 0.4' (or '12.3' for one seed, '—' for undefined): a scalar mean and std in
+    the metric's own unit, `digits` after the point."""
     if not math.isfinite(mean):
         return "—"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if math.isfinite(std) else "")
 
 
 def display_rows(table: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Rows of :func:`results_table` formatted for :func:`weakhand.viz.table` / the report."""
+    """Rows of :func:`results_table` formatted for :func:`weakhand.viz.table` / the report:
+    strings "mean ± std" per TABLE_METRICS column, the unit (mm, px) in the column title."""
     out = []
     for r in table["rows"]:
         d = {"model": f"{r['family_label']}: {r['label']}", "seeds": str(len(r["seeds"]))}
@@ -430,7 +434,8 @@ def display_rows(table: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def display_gaps(table: Mapping[str, Any], oracle: Mapping[str, str] | None = None) -> list[dict[str, str]]:
-    """Gap-closure rows formatted (percentages, verdicts) for display; `oracle`: variant -> the
+    """Gap-closure rows formatted (gap closed in %, differences in mm, verdicts) for display;
+    `oracle`: variant -> the
     oracle-descent verdict of its weak signal (:func:`weakhand.evaluation.oracle.flags`), shown
     as a column when given."""
     pct = lambda m, s: "—" if not math.isfinite(m) else f"{100 * m:.0f} %" + (  # noqa: E731
@@ -463,7 +468,8 @@ def _paired_cell(p: Mapping[str, Any] | None) -> str:
 
 
 def paper_reference_rows() -> list[dict[str, str]]:
-    """The papers' figures (different data!) with the gap closure they imply where defined."""
+    """The papers' figures (different data!) with the gap closure they imply where defined
+    (as %), every cell a string (AUC a fraction, errors in mm)."""
     out = []
     for r in PAPER_REFERENCE:
         g = (gap_closed(r["target 2D"], r["+ depth regularizer / + BMC"], r["full 3D"])
@@ -474,7 +480,8 @@ def paper_reference_rows() -> list[dict[str, str]]:
 
 
 def table_csv(table: Mapping[str, Any]) -> str:
-    """The results rows as CSV (one line per family/variant; mean and std columns)."""
+    """The results rows as CSV (one line per family/variant; mean and std columns in each
+    metric's unit, mm / px / AUC fraction as the key names)."""
     import csv
     import io
     cols = ["family", "variant", "label", "n_seeds"] + [f"{k}_{s}" for k, _, _ in TABLE_METRICS
@@ -490,7 +497,8 @@ def table_csv(table: Mapping[str, Any]) -> str:
 
 def target_checks(table: Mapping[str, Any]) -> list[dict[str, str]]:
     """The study's acceptance checks against the results table, per family (mean over seeds):
-    rows {family, check, measured, met} with met "yes" / "no" / "—" (a row is missing)."""
+    rows {family, check, measured, met} with met "yes" / "no" / "—" (a row is missing);
+    ``measured`` is text in mm or % of the gap."""
     out = []
     for family in dict.fromkeys(r["family"] for r in table["rows"]):
         rows = {r["variant"]: r for r in table["rows"] if r["family"] == family}

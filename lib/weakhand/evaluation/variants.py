@@ -47,6 +47,8 @@ _PREFIX = {"cai": "stage3_", "pose25d": "pose25d_"}
 
 @dataclass(frozen=True)
 class TrainedVariant:
+    """One trained model of the study: its family, variant, stage-3 seed and checkpoint path
+    (no arrays)."""
     family: str        # "cai" | "pose25d"
     variant: str       # a key of ROW_LABELS
     seed: int          # stage-3 seed (the source-only model: its stage-1 run, seed 0)
@@ -54,10 +56,12 @@ class TrainedVariant:
 
     @property
     def key(self) -> str:
+        """``"family/variant"`` (no arrays)."""
         return f"{self.family}/{self.variant}"
 
     @property
     def label(self) -> str:
+        """Display label "family label: row label" (no arrays)."""
         return f"{FAMILY_LABELS[self.family]}: {ROW_LABELS[self.variant]}"
 
 
@@ -71,7 +75,7 @@ def discover(run_dir: str | os.PathLike, families: Iterable[str] = FAMILIES,
 
     Stage-3 models are the ``last.pt`` of ``stage3_<variant>[_seed<k>]`` /
     ``pose25d_<variant>[_seed<k>]`` (stage 3 has no validation split); source-only models the
-    stage-1 ``best.pt``. `seeds` keeps only those stage-3 seeds (None: all found).
+    stage-1 ``best.pt``. `seeds` keeps only those stage-3 seeds (None: all found). No arrays.
     """
     run = Path(run_dir)
     keep = None if seeds is None else {int(s) for s in seeds}
@@ -110,6 +114,8 @@ def load_model(tv: TrainedVariant, device: str = "cpu") -> tuple[torch.nn.Module
 
 
 def train_size(info: dict) -> int:
+    """The square input crop side in px the checkpoint's model was trained at
+    (``info["config"]["train_size"]``); CheckpointError when it is missing."""
     size = info["config"].get("train_size")
     if not size:
         raise CheckpointError(f"{info.get('path')}: checkpoint config has no train_size", info.get("path"))
