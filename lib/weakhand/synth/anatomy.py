@@ -62,6 +62,8 @@ class Subjects:
     skin: np.ndarray
 
     def take(self, idx: np.ndarray) -> "Subjects":
+        """The subjects at `idx` ((M,) ints or a mask): every field indexed on its B axis,
+        e.g. seg_len (M, 5, 3) mm."""
         return Subjects(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
     def __len__(self) -> int:
@@ -77,7 +79,8 @@ SKIN_TONES = np.array([
 
 def sample_subjects(rng: np.random.Generator, n: int, skin_weights=None,
                     size_scale: float = 1.0) -> Subjects:
-    """Sample `n` subjects: sex, hand length/breadth, per-segment proportions, widths, skin tone."""
+    """Sample `n` subjects: sex, hand length/breadth, per-segment proportions, widths, skin tone.
+    Returns :class:`Subjects` with B = n (lengths in mm, scaled by `size_scale`)."""
     male = rng.random(n) < 0.5
     z = rng.standard_normal((n, 2))
     z[:, 1] = 0.6 * z[:, 0] + np.sqrt(1 - 0.6**2) * z[:, 1]
@@ -131,6 +134,7 @@ def rot_x(a: np.ndarray) -> np.ndarray:
 
 
 def rot_z(a: np.ndarray) -> np.ndarray:
+    """(...)-shaped angles (rad) → (...,3,3) rotations about z."""
     c, s = np.cos(a), np.sin(a)
     o, z = np.ones_like(a), np.zeros_like(a)
     return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1),
@@ -138,6 +142,7 @@ def rot_z(a: np.ndarray) -> np.ndarray:
 
 
 def rot_y(a: np.ndarray) -> np.ndarray:
+    """(...)-shaped angles (rad) → (...,3,3) rotations about y."""
     c, s = np.cos(a), np.sin(a)
     o, z = np.ones_like(a), np.zeros_like(a)
     return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1),

@@ -84,7 +84,8 @@ def make_default_datasets(data_dir: str | os.PathLike, counts: dict, seed: int =
     """Make (or reuse) the workbook's default datasets under `data_dir/<name>/<split>`.
 
     counts: {profile knob: n}, e.g. {"n_render_train": 8000, ...}; styles optionally replaces
-    the built-in DomainStyle per style name. Returns one report row per split.
+    the built-in DomainStyle per style name; size: crop side in px. Returns one report row per
+    split (count, reused, seconds, images_per_s, path; no arrays).
     """
     rows = []
     for name, style_name, split, knob in DEFAULT_SPLITS:
@@ -104,7 +105,8 @@ def make_labelled_twin(src: str | os.PathLike, out: str | os.PathLike,
                        show_progress: bool = True) -> dict:
     """Re-generate a synthetic split whose 3D labels were withheld, with 3D kept: the same recipe
     (style, seed, split, size) gives byte-identical images, so this is the fully labelled twin
-    used for upper-bound experiments. Reused when it already exists."""
+    used for upper-bound experiments. Reused when it already exists. Returns the report of
+    :func:`make_dataset` ({"path", "count", "reused", "seconds", "images_per_s"}; no arrays)."""
     manifest = json.loads((Path(src) / MANIFEST).read_text())
     s = manifest["source"]
     if s.get("kind") != "synthetic":

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class DomainStyle:
+    """Every knob of the synthetic generator for one domain; units in the knob names and
+    comments (``_px`` px, ``_mm`` mm, ``_deg`` degrees, ``p_*`` probabilities); ``image_wh`` is
+    the full frame (width, height) px, most other pairs are (lo, hi) ranges drawn per sample."""
+
     name: str
     # camera of the full frame the crop comes from
     image_wh: tuple[int, int] = (320, 320)       # full-frame size, px
@@ -68,6 +72,8 @@ class DomainStyle:
     withhold_3d_splits: tuple[str, ...] = ()      # splits whose 3D labels are not stored
 
     def replace(self, **changes) -> "DomainStyle":
+        """A copy with knobs changed (in the fields' units: px, mm, degrees); ValueError on an
+        unknown knob."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(f"unknown style knobs {sorted(unknown)}; known: "
@@ -75,6 +81,7 @@ class DomainStyle:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The knobs as a plain dict (units as the fields: px, mm, degrees, probabilities)."""
         return dataclasses.asdict(self)
 
 
@@ -124,7 +131,8 @@ DOMAINS = {"render": RENDER, "sensor": SENSOR}
 
 
 def make_style(base: str | DomainStyle = "render", **changes) -> DomainStyle:
-    """A built-in domain (by name) or a given style, with knobs changed."""
+    """A built-in domain (by name) or a given style, with knobs changed (units as the
+    :class:`DomainStyle` fields: px, mm, degrees)."""
     if isinstance(base, str):
         if base not in DOMAINS:
             raise ValueError(f"unknown domain {base!r}; built-in: {sorted(DOMAINS)}")
@@ -133,7 +141,8 @@ def make_style(base: str | DomainStyle = "render", **changes) -> DomainStyle:
 
 
 def style_diff(a: DomainStyle, b: DomainStyle) -> list[dict]:
-    """Rows {knob, a.name, b.name} for every knob where the two styles differ."""
+    """Rows {knob, a.name, b.name} for every knob where the two styles differ (values as str,
+    in the knob's unit); no arrays."""
     da, db = a.to_dict(), b.to_dict()
     return [{"knob": k, a.name: str(da[k]), b.name: str(db[k])}
             for k in da if k != "name" and da[k] != db[k]]

@@ -94,7 +94,8 @@ def depth_artefacts(depth, normal_z, cam, params, seeds, out):
 
 
 def rgb_sensor(rng: np.random.Generator, style, rgbf: np.ndarray) -> np.ndarray:
-    """Camera finish for a batch: optics blur (cv2), white balance, gamma, noise, JPEG."""
+    """Camera finish for a batch: optics blur (cv2), white balance, gamma, noise, JPEG.
+    `rgbf`: (B, H, W, 3) float32 RGB in [0, 1] (blurred in place); returns (B, H, W, 3) uint8 RGB."""
     n = len(rgbf)
     sig = rng.uniform(*style.rgb_blur_sigma_px, n)
 
@@ -118,6 +119,9 @@ def rgb_sensor(rng: np.random.Generator, style, rgbf: np.ndarray) -> np.ndarray:
 
 def depth_sensor(rng: np.random.Generator, style, depth: np.ndarray, normal_z: np.ndarray,
                  cam: np.ndarray) -> np.ndarray:
+    """Depth-sensor model of `style` (noise, holes, dropouts, quantisation; see
+    :func:`depth_artefacts`): `depth` (B, H, W) float32 mm from the renderer, `normal_z` (B, H, W)
+    (0 where unknown), `cam` (B, 4) (fx, fy, cx, cy) px. Returns (B, H, W) mm, 0 = missing."""
     params = np.array([*style.depth_noise_mm, style.depth_edge_threshold_mm,
                        style.p_depth_edge_hole, style.p_depth_grazing_hole, style.p_depth_dropout,
                        style.depth_quant_mm, style.depth_max_mm], np.float64)

@@ -42,11 +42,13 @@ def _crc(s: str) -> int:
 
 
 def block_rng(seed: int, style: DomainStyle, split: str, block: int) -> np.random.Generator:
+    """The generator of one block, seeded by (seed, style name, split, block); no arrays."""
     return np.random.default_rng([seed, _crc(style.name), _crc(split), block])
 
 
 def subject_pool(style: DomainStyle, seed: int) -> anatomy.Subjects | None:
-    """The fixed subject pool of a domain (shared by its splits), or None (fresh subjects)."""
+    """The fixed subject pool of a domain (shared by its splits): :class:`Subjects` with
+    B = ``style.n_subjects`` (lengths in mm), or None (fresh subjects)."""
     if style.n_subjects <= 0:
         return None
     rng = np.random.default_rng([seed, _crc(style.name), _crc("subjects")])
@@ -336,7 +338,9 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
 
 def generate(style: DomainStyle, n: int, seed: int, split: str = "train", size: int = 128,
              with_3d: bool | None = None, start_block: int = 0) -> Iterator[tuple[int, dict]]:
-    """Yield (start index, block dict) for `n` samples in deterministic blocks of BLOCK."""
+    """Yield (start index, block dict) for `n` samples in deterministic blocks of BLOCK; each
+    block is :func:`generate_block`'s dict for m <= BLOCK samples of `size` px: rgb
+    (m, S, S, 3) uint8, depth (m, S, S) float32 mm, kp2d (m, 21, 2) px, kp3d (m, 21, 3) mm, ..."""
     if with_3d is None:
         with_3d = split not in style.withhold_3d_splits
     pool = subject_pool(style, seed)
