@@ -55,7 +55,8 @@ __all__ = ["CheckpointError", "CheckpointNotFoundError", "UnsafeCheckpointError"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is corrupt, not a weakhand checkpoint, or does not fit the model."""
+    """A checkpoint file is corrupt, not a weakhand checkpoint, or does not fit the model;
+    ``.path`` names the file (no arrays)."""
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         super().__init__(message)
@@ -64,11 +65,11 @@ class CheckpointError(RuntimeError):
 
 class UnsafeCheckpointError(CheckpointError):
     """The file holds pickled Python objects that a safe (``weights_only``) load refuses; it was
-    not unpickled."""
+    not unpickled (no arrays)."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist."""
+    """The checkpoint file does not exist (no arrays)."""
 
     def __str__(self) -> str:  # keep FileNotFoundError from printing errno fields
         return self.args[0]
@@ -78,7 +79,9 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 # RNG states (stored as tensors / lists so that weights_only loading works)
 
 def rng_state() -> dict[str, Any]:
-    """The global RNG states of torch (CPU and CUDA), NumPy and Python's `random`."""
+    """The global RNG states of torch (CPU: a (5056,) uint8 tensor; CUDA: one per GPU, or None),
+    NumPy (its 624 Mersenne-Twister keys as a list) and Python's `random`, stored as tensors,
+    lists and numbers so that a ``weights_only`` load reads them."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state = {
@@ -94,7 +97,8 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore states returned by :func:`rng_state` (CUDA states only when the GPU count matches)."""
+    """Restore states returned by :func:`rng_state` (CUDA states only when the GPU count
+    matches); no arrays returned."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"],
@@ -137,8 +141,9 @@ def restore_scheduler(scheduler: Any, state: Mapping[str, Any] | None, step: int
     is *not* loaded (it would make the LR cycle with the old period); the scheduler keeps its
     new configuration and is fast-forwarded to `step`, so the LR continues from the value the
     *new* schedule has at that step, as if the run had been planned with the new length from
-    the start (the weights and optimizer moments are those of the checkpoint). Returns a
-    sentence describing the rebuild, or None when the state was simply loaded.
+    the start (the weights and optimizer moments are those of the checkpoint). `step` counts
+    optimizer steps (unitless). Returns a sentence describing the rebuild, or None when the
+    state was simply loaded.
     """
     if scheduler is None or state is None:
         return None
@@ -179,7 +184,8 @@ def write_checkpoint(ckpt: Mapping[str, Any], paths: str | os.PathLike | Iterabl
     """Serialise `ckpt` once and write it atomically to each of `paths`.
 
     An exception anywhere (serialisation, disk full, kill) leaves every existing file untouched
-    and no temporary file behind.
+    and no temporary file behind. NumPy arrays in `ckpt` are stored as tensors of the same
+    shape (...) and dtype. Returns the paths written.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -242,7 +248,8 @@ _LEGACY_SAFE_GLOBALS = [torch.torch_version.TorchVersion]
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
                     mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint dict; clear :class:`CheckpointError` naming `path` when it is missing,
-    truncated/corrupt or not a weakhand checkpoint."""
+    truncated/corrupt or not a weakhand checkpoint. Tensors keep their stored shapes (...) on
+    `map_location` (memory-mapped with `mmap`)."""
     path = Path(path)
     if not path.is_file():
         hint = ""
@@ -415,8 +422,8 @@ def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     """What a checkpoint describes, without loading it into anything.
 
     Returns ``path, name, step, epoch, batch_in_epoch, config, trainer, metrics, best, elapsed_s,
-    saved_at, versions, models`` (``models`` maps each stored module to its parameter count).
-    The tensors are memory-mapped, not read.
+    saved_at, versions, models`` (``elapsed_s`` training time in seconds; ``models`` maps each
+    stored module to its parameter count). The tensors are memory-mapped, not read.
     """
     path = Path(path)
     return _info(read_checkpoint(path, mmap=True), path)
@@ -454,7 +461,9 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, nn.
 
     `model` is a module (gets the stored "model", or the only stored module) or a dict
     ``{name: module}`` (each named module is loaded). Tensors are loaded on the CPU and copied
-    into the modules' own devices. Returns :func:`checkpoint_info`'s dict.
+    into the modules' own devices; each stored tensor must have the shape (...) of the module's
+    (CheckpointError otherwise, with `strict` also for missing keys). Returns
+    :func:`checkpoint_info`'s dict (``elapsed_s`` in seconds).
     """
     path = Path(path)
     ckpt = read_checkpoint(path)

@@ -58,13 +58,13 @@ __all__ = ["DistEnv", "dist_env", "is_distributed", "rank", "world_size", "is_ma
 
 
 def is_distributed() -> bool:
-    """True when the default process group is initialised with more than one rank."""
+    """True when the default process group is initialised with more than one rank (bool)."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    """This process's rank (0 outside a distributed job; from the environment before the
-    process group exists)."""
+    """This process's rank, an int index (0 outside a distributed job; from the environment
+    before the process group exists); unitless."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     env = dist_env()
@@ -72,6 +72,7 @@ def rank() -> int:
 
 
 def world_size() -> int:
+    """Number of processes in the job (1 outside a distributed job); unitless."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     env = dist_env()
@@ -79,7 +80,7 @@ def world_size() -> int:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (and in a single-process run)."""
+    """True on rank 0 (and in a single-process run); bool."""
     return rank() == 0
 
 
@@ -98,7 +99,7 @@ def init_distributed(device: torch.device | str) -> torch.device:
     `device` is the resolved training device: CUDA -> NCCL process group, this process on
     ``cuda:local_cuda_index()``; CPU -> gloo. Outside a distributed job `device` is returned
     unchanged and nothing happens. Collective timeout: ``$WEAKHAND_DIST_TIMEOUT_MIN`` minutes
-    (default 60: a rank waits that long for rank 0's validation or checkpoint).
+    (default 60: a rank waits that long for rank 0's validation or checkpoint). No arrays.
     """
     device = torch.device(device)
     env = dist_env()
@@ -143,13 +144,13 @@ def _device_ids() -> list[int] | None:
 
 
 def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
+    """Wait for every rank (no-op in a single process); no arrays."""
     if is_distributed():
         dist.barrier(device_ids=_device_ids())
 
 
 class RankFailedError(RuntimeError):
-    """Raised on the other ranks when rank 0 failed inside :func:`on_main`."""
+    """Raised on the other ranks when rank 0 failed inside :func:`on_main` (no arrays)."""
 
 
 def on_main(fn: Callable[[], Any]) -> Any:
@@ -157,7 +158,7 @@ def on_main(fn: Callable[[], Any]) -> Any:
 
     When `fn` raises on rank 0, rank 0 re-raises the exception and every other rank raises
     :class:`RankFailedError` naming it, so that no rank is left waiting. In a single process
-    this is just ``fn()``. Acts as a barrier.
+    this is just ``fn()``. Acts as a barrier. No arrays of its own (the result is pickled).
     """
     if not is_distributed():
         return fn()
@@ -183,7 +184,7 @@ class rank0_first:
     For work that writes a shared artifact and reuses it when it exists (e.g. building a
     dataset): ``with rank0_first(cfg.device): make_labelled_twin(src, out)``; the other ranks
     then find it and load it. Joins the job first when no Trainer has yet (`device`, as for
-    the Trainer, picks NCCL or gloo); a no-op in a single process.
+    the Trainer, picks NCCL or gloo); a no-op in a single process. No arrays.
     """
 
     def __init__(self, device: str | torch.device = "auto"):
@@ -213,6 +214,7 @@ class ShardedBatchSampler(Sampler):
     per epoch. ``set_epoch`` is forwarded. The wrapped sampler must produce the same batches on
     every rank (its order may depend only on its seed, the epoch and generators seeded the same
     on all ranks, as the Trainer does). Works on a plain sampler too (every k-th index).
+    Yields the wrapped sampler's batches of int indices (no arrays).
     """
 
     def __init__(self, batch_sampler: Iterable, num_replicas: int, rank: int):
@@ -225,12 +227,14 @@ class ShardedBatchSampler(Sampler):
                              f"{self.num_replicas} processes: every rank needs at least one")
 
     def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the wrapped sampler, if it takes one (no arrays)."""
         if hasattr(self.inner, "set_epoch"):
             self.inner.set_epoch(epoch)
 
     @property
     def generator(self) -> torch.Generator | None:
-        """The wrapped sampler's generator (so that the Trainer seeds and saves it)."""
+        """The wrapped sampler's generator (so that the Trainer seeds and saves it), or None;
+        no arrays."""
         g = getattr(self.inner, "generator", None)
         return g if g is not None else getattr(getattr(self.inner, "sampler", None), "generator", None)
 
@@ -292,7 +296,8 @@ def shard_loader(loader: Iterable, num_replicas: int, rank: int, seed: int = 0) 
 
     A DataLoader over an ``IterableDataset`` cannot be sharded from outside: ValueError (make
     the dataset yield this rank's share and pass ``shard_data=False`` to the Trainer).
-    With ``num_replicas == 1`` the loader is returned unchanged.
+    With ``num_replicas == 1`` the loader is returned unchanged. Batches keep the shapes (...)
+    the loader gives (only which samples each rank sees changes).
     """
     if num_replicas <= 1:
         return loader
@@ -335,6 +340,7 @@ class TrainView(nn.Module):
     module (``model.heads(x)``) runs outside the wrapper: in a distributed run its gradients
     would not be synchronised, and the Trainer stops with an error when it sees that.
     ``state_dict``/``load_state_dict`` are the original module's (no ``module.`` prefixes).
+    Inputs and outputs are the wrapped module's, shapes (...) unchanged.
     """
 
     def __init__(self, module: nn.Module, call: nn.Module):
@@ -345,9 +351,12 @@ class TrainView(nn.Module):
 
     @property
     def original(self) -> nn.Module:
+        """The unwrapped module (no arrays)."""
         return self.__dict__["_original"]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the wrapper (DDP / compiled) with the module's own inputs and outputs, shapes
+        (...) as the module's; counts the call."""
         self.calls += 1
         return self.wrapped(*args, **kwargs)
 
@@ -361,9 +370,11 @@ class TrainView(nn.Module):
             return getattr(original, name)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """The original module's state dict (tensors in their own shapes (...), no prefix)."""
         return self.original.state_dict(*args, **kwargs)
 
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """Load into the original module (tensor shapes (...) must match it)."""
         return self.original.load_state_dict(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -385,6 +396,7 @@ def wrap_for_training(models: Mapping[str, nn.Module], model: nn.Module, device:
     (e.g. a fixed regulariser) stays as it is, and in a distributed run receives rank 0's
     parameters and buffers (DDP does this for the wrapped ones). Returns ``(train_model,
     views)``: `views` lists ``(name, view)`` of the DDP-wrapped modules (empty without DDP).
+    No arrays: modules only, their inputs and outputs unchanged.
     """
     ddp = world_size() > 1
     if not ddp and compile_options is None:
@@ -422,7 +434,7 @@ def check_ddp_grads(views: Iterable[tuple[str, TrainView]], step: int,
     DDP-wrapped module that took part in the step went through its wrapper, and (unless
     `find_unused_parameters`) gave every trainable parameter a gradient; otherwise gradients
     were not all-reduced (the ranks would drift apart silently, or DDP would fail cryptically at
-    the next step). Resets each view's call counter. Local, no sync."""
+    the next step). Resets each view's call counter. Local, no sync; no arrays."""
     for name, view in views:
         calls, view.calls = view.calls, 0
         params = [(k, p) for k, p in view.original.named_parameters() if p.requires_grad]
@@ -451,10 +463,11 @@ def check_ddp_grads(views: Iterable[tuple[str, TrainView]], step: int,
 
 def mean_over_ranks(flat: torch.Tensor, layout: list[tuple[str, ...]], step: int
                     ) -> list[list[float]]:
-    """`flat` (the concatenated rows of `layout`, one row of term values per step) read on the
-    host: one sync; in a distributed run averaged over the ranks first, after checking that
-    every rank has the same layout (else the all-reduce would mix up terms; `step` names the
-    newest step in that error)."""
+    """`flat` (M,) (the concatenated rows of `layout`, one row of term values per step; M the
+    total number of names) read on the host as one list of floats per row: one sync; in a
+    distributed run averaged over the ranks first, after checking that every rank has the same
+    layout (else the all-reduce would mix up terms; `step` names the newest step in that
+    error)."""
     n_ranks = world_size()
     if n_ranks > 1:
         sig = float(zlib.crc32("|".join(",".join(n) for n in layout).encode()) & 0xFFFFF)
@@ -481,7 +494,8 @@ def mean_over_ranks(flat: torch.Tensor, layout: list[tuple[str, ...]], step: int
 class StepTerms:
     """Each training step's loss terms (and gradient norm) as one row of device scalars, read on
     the host (averaged over the ranks) at once (:meth:`read`) or later, several steps in one
-    sync (:meth:`defer`, then :meth:`flush`)."""
+    sync (:meth:`defer`, then :meth:`flush`). Each row is a (T,) float32 tensor, T = terms
+    (+ 1 for the gradient norm); values are scalars in the loss's own units."""
 
     def __init__(self) -> None:
         #: deferred steps: (names, has_grad_norm, row, step, epoch, batch)
@@ -490,8 +504,8 @@ class StepTerms:
     @staticmethod
     def row(terms: Mapping[str, torch.Tensor], grad_norm: torch.Tensor | None,
             device: torch.device) -> tuple[tuple[str, ...], bool, torch.Tensor]:
-        """``(names, has_grad_norm, row)``: every term (then the grad norm) as one float32
-        vector on `device` (no sync)."""
+        """``(names, has_grad_norm, row)``: every term (scalar tensors) then the grad norm as one
+        float32 vector (T,) on `device` (no sync)."""
         stacked = [t.detach().float().reshape(()).to(device) for t in terms.values()]
         if grad_norm is not None:
             stacked.append(grad_norm.detach().float().reshape(()).to(device))
@@ -510,17 +524,20 @@ class StepTerms:
 
     def read(self, names: tuple[str, ...], has_gn: bool, row: torch.Tensor, step: int
              ) -> dict[str, float]:
-        """One step's terms on the host now (one sync): ``{term: value, ["grad_norm": ...]}``."""
+        """One step's terms on the host now (one sync), from its (T,) `row`:
+        ``{term: value, ["grad_norm": ...]}`` as Python floats."""
         return self._values(names, has_gn,
                             mean_over_ranks(row, [self._layout(names, has_gn)], step)[0])
 
     def defer(self, names: tuple[str, ...], has_gn: bool, row: torch.Tensor, step: int,
               epoch: int, batch: int) -> None:
+        """Queue one step's (T,) `row` to be read by :meth:`flush` (no sync)."""
         self.pending.append((names, has_gn, row, step, epoch, batch))
 
     def flush(self, step: int) -> list[tuple[dict[str, float], bool, int, int, int]]:
         """Every deferred step read on the host (one sync), oldest first, as
-        ``(values, has_grad_norm, step, epoch, batch)``; `step` is the newest step."""
+        ``(values, has_grad_norm, step, epoch, batch)`` with values {term: scalar float}, as
+        :meth:`read`; `step` is the newest step."""
         pending, self.pending = self.pending, []
         if not pending:
             return []
@@ -531,7 +548,8 @@ class StepTerms:
 
 
 def sum_over_ranks(value: float, device: torch.device) -> float:
-    """`value` summed over the ranks (float64 all-reduce); `value` itself in a single process."""
+    """`value` (a Python scalar, any unit) summed over the ranks (float64 all-reduce); `value`
+    itself in a single process."""
     if world_size() <= 1:
         return value
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
@@ -540,7 +558,8 @@ def sum_over_ranks(value: float, device: torch.device) -> float:
 
 
 def gather_from_ranks(obj: Any) -> list[Any] | None:
-    """Every rank's (picklable) `obj`, in rank order; None in a single process."""
+    """Every rank's (picklable) `obj`, in rank order (a list of world_size items); None in a
+    single process. No arrays of its own."""
     if world_size() <= 1:
         return None
     out: list[Any] = [None] * world_size()

@@ -89,8 +89,8 @@ class NonFiniteLossError(FloatingPointError):
     """A loss term (or the gradient norm, or a weight) became NaN/inf; training stopped.
 
     Attributes: ``step`` (the 1-based update that failed), ``epoch``, ``terms`` (names of the
-    non-finite quantities), ``values`` (every loss term's value at that step), ``checkpoint``
-    (the last good checkpoint, left untouched, or None).
+    non-finite quantities), ``values`` (every loss term's scalar value at that step),
+    ``checkpoint`` (the last good checkpoint, left untouched, or None).
     """
 
     def __init__(self, message: str, *, step: int, epoch: int, terms: list[str],
@@ -301,18 +301,22 @@ class Trainer:
     # -- paths / settings ---------------------------------------------------------------------
     @property
     def last_path(self) -> Path:
+        """``<dir>/last.pt``, the latest checkpoint (no arrays)."""
         return self.dir / LAST_FILE
 
     @property
     def best_path(self) -> Path:
+        """``<dir>/best.pt``, the checkpoint with the best validation metric (no arrays)."""
         return self.dir / BEST_FILE
 
     @property
     def log_path(self) -> Path:
+        """``<dir>/metrics.jsonl``, the metrics log (no arrays)."""
         return self.dir / LOG_FILE
 
     def settings(self) -> dict[str, Any]:
-        """The trainer's own settings (stored in checkpoints next to `config`)."""
+        """The trainer's own settings (stored in checkpoints next to `config`), JSON-safe with
+        no arrays: step counts, grad_clip (a norm), optimizer defaults, parameter counts."""
         return jsonable({
             "name": self.name, "seed": self.seed, "max_steps": self.max_steps,
             "log_every": self.log_every, "val_every": self.val_every,
@@ -362,7 +366,8 @@ class Trainer:
         ``torch.Generator`` attached to the loader from `seed`.
         Raises :class:`NonFiniteLossError` on a NaN/inf loss term or gradient norm.
         In a distributed run every rank calls ``fit`` with its own copy of the same loader;
-        the loader is sharded here (``shard_data``).
+        the loader is sharded here (``shard_data``). The history's ``elapsed_s`` is in seconds,
+        loss terms and metrics are scalars in the units `step_fn` / `val_fn` give them.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         if (isinstance(loader, DataLoader) and loader.num_workers > 0
@@ -430,17 +435,19 @@ class Trainer:
         return self.history()
 
     def history(self) -> dict[str, Any]:
-        """This trainer's metrics log as lists (see :func:`read_history`)."""
+        """This trainer's metrics log as lists (see :func:`read_history`; ``elapsed_s`` in
+        seconds)."""
         return read_history(self.log_path)
 
     def loss_figure(self, title: str | None = None, log_y: bool = False):
-        """:func:`loss_figure` of :meth:`history`."""
+        """:func:`loss_figure` of :meth:`history` (x: optimizer step; y: each scalar loss term)."""
         return loss_figure(self.history(), title=title or self.name, log_y=log_y)
 
     def load_weights(self, which: str | Path = "best", strict: bool = True) -> dict[str, Any]:
         """Load the weights of "best", "last" or a checkpoint path into the model(s).
 
-        Returns the checkpoint's info (:func:`~weakhand.train.checkpoint.checkpoint_info`).
+        Returns the checkpoint's info (:func:`~weakhand.train.checkpoint.checkpoint_info`;
+        ``elapsed_s`` in seconds). Stored tensors must match the models' shapes (...).
         """
         path = {"best": self.best_path, "last": self.last_path}.get(str(which), Path(which))
         _dist.barrier()  # never read a checkpoint that rank 0 may still be writing
@@ -782,7 +789,8 @@ class Trainer:
         return [n for n, good in zip(names, ok) if not good]
 
     def state_dict(self) -> dict[str, Any]:
-        """The full checkpoint dict (what ``last.pt`` holds)."""
+        """The full checkpoint dict (what ``last.pt`` holds): state dicts (tensors in their
+        parameters' shapes (...)), RNG states, config, metrics, ``elapsed_s`` in seconds."""
         return {
             "format": ck.FORMAT, "version": ck.VERSION, "name": self.name,
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,

@@ -28,7 +28,8 @@ __all__ = ["LOG_FILE", "RECORD_KEYS", "append_record", "read_records", "read_his
 
 
 def jsonable(obj: Any) -> Any:
-    """A JSON-safe deep copy (NumPy scalars -> numbers, Paths and unknown objects -> str)."""
+    """A JSON-safe deep copy (NumPy scalars -> numbers, arrays/tensors of any shape (...) ->
+    nested lists, Paths and unknown objects -> str)."""
     def default(o: Any) -> Any:
         if isinstance(o, np.generic):
             return o.item()
@@ -52,13 +53,15 @@ def _finite_or_none(v: Any) -> Any:
 
 def append_record(path: Path, rec: Mapping[str, Any]) -> None:
     """Append `rec` to the log as one JSON line (NumPy/torch values made JSON-safe, NaN/inf
-    written as null)."""
+    written as null); no arrays in the file (arrays become nested lists)."""
     line = json.dumps({k: _finite_or_none(v) for k, v in jsonable(dict(rec)).items()})
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every record of a ``metrics.jsonl`` as a dict (``elapsed_s`` in seconds), in file order;
+    [] when the file is missing, a cut last line skipped."""
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -81,7 +84,8 @@ def read_history(path: str | Path) -> dict[str, Any]:
     "images_per_s": [...], "lr": [...], "grad_norm": [...], <term>: [...]},
     "val": {"step": [...], "epoch": [...], <metric>: [...]}, "loss_terms": [...],
     "val_metrics": [...]}``; lists within "train" (and within "val") are aligned, a value missing
-    from a record is None.
+    from a record is None. ``elapsed_s`` / ``val_s`` are seconds, ``lr`` the first param
+    group's learning rate, loss terms and metrics scalars in their own units.
     """
     path = Path(path)
     if path.is_dir():
@@ -107,7 +111,7 @@ def loss_figure(history: Mapping[str, Any] | str | Path, title: str | None = Non
 
     `history` is :meth:`Trainer.history`'s / :func:`read_history`'s dict, or a trainer folder /
     metrics file. One trace per loss term (solid) and per validation metric (dashed, named
-    ``val/<metric>``).
+    ``val/<metric>``). x: optimizer step; height 380 px.
     """
     import plotly.graph_objects as go  # local: the training loop itself never needs plotly
 

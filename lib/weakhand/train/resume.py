@@ -27,7 +27,8 @@ __all__ = ["seed_everything", "rank_seed", "loader_generators", "seed_loader", "
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, NumPy's global RNG and torch (CPU and every CUDA device)."""
+    """Seed Python's `random`, NumPy's global RNG (`seed` mod 2**32) and torch (CPU and every
+    CUDA device); no arrays."""
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -36,14 +37,16 @@ def seed_everything(seed: int) -> None:
 
 def rank_seed(seed: int, rank: int) -> int:
     """The global-RNG seed of a rank: `seed` itself on rank 0 (= a single-process run), a
-    distinct derived seed on the others (their dropout/augmentation draws must differ)."""
+    distinct derived seed on the others (their dropout/augmentation draws must differ).
+    Unitless int."""
     if rank == 0:
         return int(seed)
     return int(np.random.SeedSequence([int(seed) % 2**32, int(rank)]).generate_state(1)[0])
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
-    """Every distinct torch.Generator that drives the loader's order / worker seeds."""
+    """Every distinct torch.Generator that drives the loader's order / worker seeds (no arrays;
+    [] when none)."""
     found: list[torch.Generator] = []
     cands = [getattr(loader, "generator", None)]
     for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
@@ -57,19 +60,21 @@ def loader_generators(loader: Any) -> list[torch.Generator]:
 
 def seed_loader(loader: Any, seed: int) -> None:
     """Seed the loader's generators with ``seed + i``: they drive the data order, the same on
-    every rank (sharding needs it)."""
+    every rank (sharding needs it); no arrays."""
     for i, g in enumerate(loader_generators(loader)):
         g.manual_seed(seed + i)
 
 
 def epoch_rng_state(loader: Any) -> dict[str, Any]:
     """The RNG states at the start of an epoch: ``{"rng": global states, "loader": [generator
-    states]}`` (stored in checkpoints as ``epoch_rng``)."""
+    states]}`` (stored in checkpoints as ``epoch_rng``); each state a (5056,) uint8 tensor
+    for CPU generators, the global ones as :func:`~weakhand.train.checkpoint.rng_state`."""
     return {"rng": ck.rng_state(), "loader": [g.get_state() for g in loader_generators(loader)]}
 
 
 def apply_epoch_rng(epoch_rng: Mapping[str, Any], loader: Any) -> None:
-    """Restore :func:`epoch_rng_state`'s states (global and the loader's generators)."""
+    """Restore :func:`epoch_rng_state`'s states (global and the loader's generators); no arrays
+    returned."""
     ck.set_rng_state(epoch_rng["rng"])
     gens, states = loader_generators(loader), epoch_rng.get("loader", [])
     if len(gens) != len(states):
@@ -81,7 +86,7 @@ def apply_epoch_rng(epoch_rng: Mapping[str, Any], loader: Any) -> None:
 
 def open_epoch(loader: Iterable, epoch: int) -> Iterator:
     """``set_epoch`` (a DataLoader: :func:`~weakhand.data.torch_data.set_loader_epoch`) and a
-    fresh iterator over the loader."""
+    fresh iterator over the loader (batches as the loader gives them, shapes (...) unchanged)."""
     if isinstance(loader, DataLoader):
         set_loader_epoch(loader, epoch)
     elif hasattr(loader, "set_epoch"):
@@ -90,7 +95,7 @@ def open_epoch(loader: Iterable, epoch: int) -> Iterator:
 
 
 def skip_batches(it: Iterator, loader: Iterable, n: int) -> bool:
-    """Advance `it` by `n` batches; False if it ran out first.
+    """Advance `it` by `n` batches; False if it ran out first (bool; no arrays returned).
 
     A single-process DataLoader over a map-style dataset only advances its sampler (no data
     is loaded; the global RNG states are restored afterwards anyway); other loaders are
