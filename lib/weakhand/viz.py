@@ -72,7 +72,9 @@ def _skeleton_traces(kp2d: np.ndarray, vis: np.ndarray, showlegend: bool = False
 
 
 def sample_grid(data, indices: Sequence[int], ncols: int = 8, title: str = "") -> go.Figure:
-    """RGB crops with the 2-D skeleton (filled = visible, hollow = occluded joints)."""
+    """RGB crops with the 2-D skeleton (filled = visible, hollow = occluded joints), from a
+    :class:`~weakhand.data.HandData`'s raw ``rgb`` (N, H, W, 3) uint8 and ``kp2d`` (N, 21, 2) crop
+    px at `indices`; 150 px per row."""
     indices = list(indices)
     nrows = -(-len(indices) // ncols)
     fig = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.005, vertical_spacing=0.01,
@@ -96,7 +98,8 @@ def sample_grid(data, indices: Sequence[int], ncols: int = 8, title: str = "") -
 
 
 def modality_panel(data, indices: Sequence[int], title: str = "") -> go.Figure:
-    """One row per sample: RGB | depth (turbo, missing = black) | hand mask | part labels."""
+    """One row per sample: RGB | depth (turbo, missing = black) | hand mask | part labels, from a
+    :class:`~weakhand.data.HandData` (depth read in mm by ``depth_mm``; each image (H, W) px)."""
     indices = list(indices)
     cols = ("RGB", "depth", "mask", "parts")
     fig = make_subplots(rows=len(indices), cols=4, horizontal_spacing=0.01, vertical_spacing=0.01,
@@ -204,7 +207,8 @@ def domain_histograms(kp3d: Mapping[str, np.ndarray], vis: Mapping[str, np.ndarr
 
 
 def table(rows: Sequence[Mapping], title: str = "") -> go.Figure:
-    """A plotly table from a list of dicts with the same keys."""
+    """A plotly table from a list of dicts with the same keys (cells shown as given, units in
+    the keys; no arrays); height 28 px per row."""
     keys = list(rows[0])
     fig = go.Figure(go.Table(header=dict(values=keys, align="left"),
                              cells=dict(values=[[r[k] for r in rows] for k in keys],
@@ -216,7 +220,7 @@ def table(rows: Sequence[Mapping], title: str = "") -> go.Figure:
 
 def standalone_html(fig: go.Figure, include_plotlyjs: str | bool = "plotly.min.js") -> str:
     """`fig` as a full HTML page that it fills: the figure is as tall as the window (at least
-    its own layout height) and as wide, and follows window resizes."""
+    its own layout height in px) and as wide, and follows window resizes. No arrays."""
     page = go.Figure(fig)
     min_h = int(page.layout.height or 450)
     page.layout.height = None
@@ -233,7 +237,7 @@ def standalone_html(fig: go.Figure, include_plotlyjs: str | bool = "plotly.min.j
 def save_figure(fig: go.Figure, path) -> "Path":
     """Write `fig` as a standalone HTML file (atomic) that fills the browser window
     (:func:`standalone_html`); plotly.js is written once per folder (plotly.min.js next to it),
-    so the figures open offline."""
+    so the figures open offline. Returns the path written (no arrays)."""
     from pathlib import Path
 
     from .io import atomic_write_text
