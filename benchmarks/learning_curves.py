@@ -37,9 +37,14 @@ def _cai_build(width):
     return CaiPoseNet(PoseNetConfig(width=width or 16, n_stages=3))
 
 
+COORD = 0.0  # weight of the soft-argmax coordinate term of the cai loss (--coord)
+
+
 def _cai_loss(model, batch):
+    from weakhand.losses import CaiWeights
     from weakhand.methods import cai
-    return cai.losses(batch, model(batch), sigma=model.cfg.sigma, stride=model.stride)["loss"]
+    return cai.losses(batch, model(batch), sigma=model.cfg.sigma, stride=model.stride,
+                      weights=CaiWeights(coord=COORD))["loss"]
 
 
 def _cai_predict(model, loader):
@@ -112,8 +117,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     ap.add_argument("--blocks", default="1,1,1", help="2.5D net: residual blocks per stage")
+    ap.add_argument("--coord", type=float, default=0.0,
+                    help="cai: weight of the soft-argmax coordinate term (0 = Cai's heatmap loss only)")
     a = ap.parse_args(argv)
-    global BLOCKS
+    global BLOCKS, COORD
+    COORD = a.coord
     BLOCKS = tuple(int(x) for x in a.blocks.split(","))
     torch.manual_seed(a.seed)
     run = Path(a.run_dir)
@@ -155,7 +163,8 @@ def main(argv=None) -> None:
             if seen >= next_eval or step == steps:
                 next_eval += a.eval_every
                 row = {"arch": a.arch, "images": seen, "s": round(time.time() - t0, 1),
-                       "loss": round(float(loss), 4)}
+                       "loss": round(float(loss), 4), "lr": a.lr, "batch": a.batch,
+                       "schedule_images": a.images, **({"coord": a.coord} if a.coord else {})}
                 for name, ld in tests.items():
                     p = arch.predict(model, ld)
                     from weakhand.evaluation.scores import score

@@ -47,6 +47,18 @@ def depth_loss(zn_pred: torch.Tensor, zn_gt: torch.Tensor, has_3d: torch.Tensor,
                        valid)
 
 
+def coord_loss(uv_pred: torch.Tensor, uv_gt: torch.Tensor, joint_valid: torch.Tensor,
+               cell_px: float, beta: float = 1.0) -> torch.Tensor:
+    """Smooth-L1 between the soft-argmax readout and the labelled 2D (integral regression, Sun
+    et al. 2018), in heatmap cells: uv_pred, uv_gt (B,K,2) input px; cell_px input px per cell;
+    joint_valid (B,K) bool. Averaged over valid (sample, joint, axis). A heatmap MSE alone only
+    rewards the blob's shape; this term rewards where its expectation lands."""
+    valid = joint_valid.to(torch.bool)[..., None] & torch.isfinite(uv_gt)
+    gt = torch.where(valid, uv_gt, torch.zeros_like(uv_gt))
+    d = F.smooth_l1_loss(uv_pred.float() / cell_px, gt.float() / cell_px, reduction="none", beta=beta)
+    return masked_mean(d, valid)
+
+
 def depth_map_loss(map_pred: torch.Tensor, map_gt: torch.Tensor, has_depth: torch.Tensor,
                    pixel_valid: torch.Tensor | None = None) -> torch.Tensor:
     """L1 between predicted and target normalised depth maps (B,1,S,S), only for samples with a
@@ -59,16 +71,21 @@ def depth_map_loss(map_pred: torch.Tensor, map_gt: torch.Tensor, has_depth: torc
 
 @dataclass
 class CaiWeights:
-    """L = λ2D·L2D + λz·Lz + λdep·Ldep; unitless weights, defaults are the paper's (1, 0.1, 1)."""
+    """L = λ2D·L2D + λz·Lz + λdep·Ldep (+ λuv·Luv); unitless weights, defaults are the paper's
+    (1, 0.1, 1), and λuv = 0: the coordinate term (:func:`coord_loss`) is this project's option,
+    not Cai's."""
     heatmap: float = 1.0
     depth: float = 0.1
     depth_map: float = 1.0
+    coord: float = 0.0
 
 
 def cai_loss(terms: dict[str, torch.Tensor], weights: CaiWeights = CaiWeights()) -> dict:
-    """Combine available scalar terms {"heatmap", "depth", "depth_map"} into {"loss", **terms}:
-    ``loss`` the weighted scalar sum (keeps the graph), the terms detached (all unitless)."""
-    w = {"heatmap": weights.heatmap, "depth": weights.depth, "depth_map": weights.depth_map}
+    """Combine available scalar terms {"heatmap", "depth", "depth_map", "coord"} into
+    {"loss", **terms}: ``loss`` the weighted scalar sum (keeps the graph), the terms detached
+    (all unitless)."""
+    w = {"heatmap": weights.heatmap, "depth": weights.depth, "depth_map": weights.depth_map,
+         "coord": weights.coord}
     unknown = set(terms) - set(w)
     if unknown:
         raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {sorted(w)}")

@@ -32,6 +32,9 @@ joints with vis = 0 are skipped; "known root" unless prefixed):
 ``epe_mm``                   3D end-point error, mm (``epe_median_mm``)
 ``auc_0_50``, ``auc_20_50``  PCK area on 0-50 / 20-50 mm; ``auc_hand3d_21_50`` hand3d's 21-50 mm grid
 ``pa_*``                     the same after Procrustes alignment (``pa_epe_mm``, ``pa_auc_0_50``...)
+``lab2d_pa_epe_mm``          PA-EPE of the labelled 2D with the predicted depth, mm: the depth half
+                             alone (the constant pose's value is "labelled 2D + the source's mean
+                             depth profile", what a depth head that learned nothing scores)
 ``rec_*``                    2.5D, recovered root: ``rec_epe_mm``, ``rec_z_err_mm``, ``rec_auc_0_50``,
                              ``rec_auc_20_50`` (NaN for models without a root)
 ``root_err_mm``              2.5D: mean |refined root depth error|, mm; ``root_closed_err_mm`` the
@@ -71,6 +74,7 @@ TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
     ("pa_epe_mm", "PA-EPE mm", 1),
     ("pa_auc_0_50", "PA-AUC 0-50", 3),
     ("pa_auc_20_50", "PA-AUC 20-50", 3),
+    ("lab2d_pa_epe_mm", "PA-EPE mm, labelled 2D", 1),
     ("rec_epe_mm", "EPE mm (recovered root)", 1),
     ("rec_auc_20_50", "AUC 20-50 (recovered root)", 3),
     ("bmc_violation_items", "BMC items violated", 3),
@@ -78,7 +82,8 @@ TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
 #: the metrics whose (target 2D -> full 3D) gap closure is reported
 GAP_METRICS = ("z_err_mm", "epe_mm")
 #: error metrics (mm) compared with "+ target 2D" seed by seed (:func:`paired_versus`): title
-PAIRED_METRICS = {"z_err_mm": "z err", "occ_z_err_mm": "occluded z err", "pa_epe_mm": "PA-EPE"}
+PAIRED_METRICS = {"z_err_mm": "z err", "occ_z_err_mm": "occluded z err", "pa_epe_mm": "PA-EPE",
+                  "lab2d_pa_epe_mm": "PA-EPE, labelled 2D"}
 #: weak variants whose gap closure is reported (the references are "2d" and "full3d")
 WEAK_VARIANTS = ("2d_depth", "2d_depth_hand", "2d_bmc", "2d_bmc_pinned", "2d_depth_bmc", "2d_direct", "2d_direct_bmc",
                  "2d_teacher")
@@ -218,6 +223,8 @@ def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) ->
     occ &= np.isfinite(kp3d).all(-1)
     occ_dz = np.abs(pred3d[..., 2] - kp3d[..., 2])[occ]
     occ_d = np.linalg.norm(pred3d - kp3d, axis=-1)[occ]
+    lab2d = reconstruct_3d(kp2d, zn, g["K"], kp3d[:, sk.ROOT, 2], g["scale"])
+    pa_lab2d = metrics.evaluate_3d(lab2d, kp3d, vis, align="procrustes")
     out: dict[str, Any] = {
         "n_samples": int(sel.sum()),
         "px_2d_mean": e2["epe_mean_px"], "px_2d_median": e2["epe_median_hand3d_px"],
@@ -229,6 +236,7 @@ def score(p: Mapping[str, np.ndarray], limits=None, keep_arrays: bool = True) ->
         "auc_0_50": e3["auc_0_50"], "auc_20_50": e3["auc_20_50"],
         "pa_epe_mm": pa["epe_mean_mm"], "pa_epe_median_mm": pa["epe_median_hand3d_mm"],
         "pa_auc_0_50": pa["auc_0_50"], "pa_auc_20_50": pa["auc_20_50"],
+        "lab2d_pa_epe_mm": pa_lab2d["epe_mean_mm"],
     }
     if "z_root" in p:  # 2.5D: the model's own root depth (refined closed form) x GT scale
         rec, zr = _recovered_root(p, g)

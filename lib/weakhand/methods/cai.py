@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from .. import skeleton as sk
 from ..bmc import BMCWeights
 from ..data.torch_data import to_device
-from ..losses import CaiWeights, cai_loss, depth_loss, depth_map_loss, heatmap_loss
+from ..losses import CaiWeights, cai_loss, coord_loss, depth_loss, depth_map_loss, heatmap_loss
 from ..models import (CaiPoseNet, PoseNetConfig, depth_map_targets, gaussian_heatmaps,
                       regularizer_input_from_3d)
 from ..models.registry import build_model
@@ -38,16 +38,20 @@ Config = PoseNetConfig
 
 def losses(batch: dict, out: dict, sigma: float, stride: float,
            weights: CaiWeights = CaiWeights()) -> dict:
-    """λ2D·heatmap MSE (all stages) + λz·smooth-L1(zn), each on the samples carrying its label.
+    """λ2D·heatmap MSE (all stages) + λz·smooth-L1(zn), each on the samples carrying its label;
+    with ``weights.coord > 0`` also λuv·smooth-L1 of the readout ``out["uv"]`` in heatmap cells.
 
     out: :class:`~weakhand.models.CaiPoseNet` output ("heatmaps": per stage (B, 21, h, w),
     "zn": (B, 21) scale-bone units); sigma: Gaussian target σ in heatmap cells; stride: input
-    px per heatmap cell. Returns {"loss", "heatmap", "depth"} scalars."""
+    px per heatmap cell. Returns {"loss", "heatmap", "depth"(, "coord")} scalars."""
     lab = joint_labels(batch)
     h, w = out["heatmaps"][-1].shape[-2:]
     target = gaussian_heatmaps(torch.nan_to_num(batch["kp2d"], nan=-1e4), (h, w), stride, sigma)
-    return cai_loss({"heatmap": heatmap_loss(out["heatmaps"], target, lab["valid2d"]),
-                     "depth": depth_loss(out["zn"], lab["zn"], lab["has_3d"])}, weights)
+    terms = {"heatmap": heatmap_loss(out["heatmaps"], target, lab["valid2d"]),
+             "depth": depth_loss(out["zn"], lab["zn"], lab["has_3d"])}
+    if weights.coord:
+        terms["coord"] = coord_loss(out["uv"], batch["kp2d"], lab["valid2d"], stride)
+    return cai_loss(terms, weights)
 
 
 @torch.no_grad()
