@@ -76,3 +76,27 @@ def test_constant_pose_refuses_a_split_without_3d():
     nan = np.full((3, 21, 3), np.nan)
     with pytest.raises(ValueError, match="no sample with 3D"):
         baselines.fit_constant_pose(_FakeData(nan, np.zeros((3, 21, 2)), np.ones(3, np.uint8)))
+
+
+def test_labelled_2d_column_isolates_the_depth_half():
+    """PA-EPE with labelled 2D: 0 for the true depth whatever the predicted 2D; for the constant
+    pose it is the labelled 2D with the source's mean depth profile."""
+    from weakhand.evaluation.scores import score
+    from weakhand.models import root_relative_depth
+    g = np.random.default_rng(3)
+    n = 5
+    kp3d = np.stack([_shape(i) @ _rot(g).T + [0, 0, 400.0] for i in range(n)])
+    K = np.tile(np.array([[300.0, 0, 32], [0, 300.0, 32], [0, 0, 1]]), (n, 1, 1))
+    proj = kp3d @ K[0].T
+    kp2d = proj[..., :2] / proj[..., 2:]
+    zn = root_relative_depth(kp3d)
+    p = {"kp3d": kp3d, "kp2d": kp2d, "vis": np.ones((n, 21), bool), "K": K,
+         "has_3d": np.ones(n, bool), "uv": kp2d + g.normal(0, 5, kp2d.shape), "zn": zn}
+    s = score(p, keep_arrays=False)
+    assert s["lab2d_pa_epe_mm"] < 1e-6 < s["pa_epe_mm"]
+    flat = score({**p, "zn": np.zeros_like(zn)}, keep_arrays=False)
+    assert flat["lab2d_pa_epe_mm"] > 1.0
+    const = baselines.ConstantPose(shape=_shape(), zn=zn.mean(0), uv_rel=np.full((21, 2), 0.5), n=n)
+    sc = baselines.score_constant_pose(const, p, (64, 64), keep_arrays=False)
+    mean_depth = score({**p, "uv": kp2d, "zn": np.broadcast_to(zn.mean(0), zn.shape)}, keep_arrays=False)
+    assert sc["lab2d_pa_epe_mm"] == pytest.approx(mean_depth["lab2d_pa_epe_mm"])

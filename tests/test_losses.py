@@ -72,3 +72,41 @@ def test_cai_loss_weights_and_unknown_terms():
         assert "bmc" in str(e)
     else:
         raise AssertionError("unknown term accepted")
+
+
+def test_coord_loss_is_zero_at_the_label_masks_joints_and_pulls_the_readout_to_the_label():
+    from weakhand.losses import coord_loss
+    gt = torch.tensor([[[10.0, 20.0], [30.0, 5.0]]])
+    valid = torch.tensor([[True, False]])
+    assert coord_loss(gt.clone(), gt, valid, cell_px=4.0).item() == 0.0
+    # a NaN label on a masked joint changes nothing and leaves finite gradients
+    gt_nan = gt.clone()
+    gt_nan[0, 1] = float("nan")
+    pred = (gt + torch.tensor([[[8.0, -4.0], [100.0, 100.0]]])).requires_grad_(True)
+    loss = coord_loss(pred, gt_nan, valid, cell_px=4.0)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad[0, 1] == 0).all()
+    # the descent direction points from the prediction toward the label, per axis
+    assert pred.grad[0, 0, 0] > 0 and pred.grad[0, 0, 1] < 0
+    # units are heatmap cells: the same pixel error costs less on a coarser grid
+    a = coord_loss(gt + 8.0, gt, valid, cell_px=4.0)
+    b = coord_loss(gt + 8.0, gt, valid, cell_px=8.0)
+    assert a > b > 0
+
+
+def test_cai_losses_add_the_coordinate_term_only_when_weighted():
+    from weakhand.methods import cai
+    from weakhand.models import CaiPoseNet, PoseNetConfig
+    torch.manual_seed(0)
+    model = CaiPoseNet(PoseNetConfig(width=4, n_stages=1, reg_width=4, reg_hidden=8)).eval()
+    b = 2
+    kp2d = torch.rand(b, 21, 2) * 31
+    kp3d = torch.cat([torch.rand(b, 21, 2) * 50, 400 + torch.rand(b, 21, 1) * 50], -1)
+    batch = {"image": torch.rand(b, 3, 32, 32), "kp2d": kp2d, "kp3d": kp3d,
+             "vis": torch.ones(b, 21, dtype=torch.bool), "has_2d": torch.ones(b, dtype=torch.bool),
+             "has_3d": torch.ones(b, dtype=torch.bool)}
+    out = model(batch)
+    plain = cai.losses(batch, out, sigma=2.0, stride=model.stride)
+    with_uv = cai.losses(batch, out, sigma=2.0, stride=model.stride, weights=CaiWeights(coord=0.5))
+    assert "coord" not in plain and with_uv["coord"] > 0
+    torch.testing.assert_close(with_uv["loss"], plain["loss"] + 0.5 * with_uv["coord"])
