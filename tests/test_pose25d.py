@@ -154,3 +154,40 @@ def test_bmc_lift_from_labels_judges_depth_not_the_2d_error():
     assert float(pred["bmc"]) > 0.05                     # the same depth with a 4 px 2D error is not
     with pytest.raises(ValueError, match="lift"):
         bmc_term({"loss": torch.zeros(())}, out, batch, lim, bmc.BMCWeights(), False, "gt")
+
+
+def test_pose25d_pinned_and_direct_variants_add_their_terms(tmp_path, limits):
+    """The drift guard and the direct term exist in the 2.5D family too: each variant needs its
+    inputs, adds its named term, and the guard pulls the weak samples' mean zn toward μ."""
+    from weakhand.methods.weak_signals import DirectDepthPrior
+    batch, _ = _batch(b=4, s=32)
+    cfg = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
+    m = Pose25DNet(cfg)
+    t = Trainer(m, torch.optim.Adam(m.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
+                step_fn=lambda mm, b: spurr_bmc.step(mm, b), show_progress=False)
+    t.fit([batch], resume=False)
+    with pytest.raises(ValueError, match="drift guard"):
+        spurr_bmc.build("2d_bmc_pinned", cfg, t.last_path, limits=limits)
+    with pytest.raises(ValueError, match="direct-depth prior"):
+        spurr_bmc.build("2d_direct_bmc", cfg, t.last_path, limits=limits, drift_mu=[0.0] * 21)
+    mu = np.full(21, 5.0)  # far from any prediction: the guard must be large and pull zn up
+    st = spurr_bmc.build("2d_bmc_pinned", cfg, t.last_path, limits=limits, drift_mu=mu)
+    out = st.model(batch)
+    terms = st.step(st.model, batch)
+    assert {"bmc", "drift"} <= set(terms) and terms["drift"] > 1.0
+    zn = out["zn"]
+    guard = st.options["drift_weight"]
+    assert guard == spurr_bmc.DRIFT_WEIGHT
+    from weakhand.methods.weak_signals import DriftGuard
+    r = DriftGuard(mu)(batch, zn)
+    zn.retain_grad()
+    r["loss"].backward()
+    weak = (batch["has_2d"].bool() & ~batch["has_3d"].bool())
+    assert (zn.grad[weak] < 0).all() and (zn.grad[~weak] == 0).all()
+    prior = DirectDepthPrior(skin_offset_mm=[5.0] * 21, bone_mm=[30.0] * 20, s_mm=35.0, read_error_mm=1.0)
+    batch = dict(batch, depth=torch.full((4, 1, 32, 32), 420.0), mask=torch.ones(4, 1, 32, 32),
+                 has_depth=torch.ones(4, dtype=torch.bool))
+    st = spurr_bmc.build("2d_direct_bmc", cfg, t.last_path, limits=limits, drift_mu=mu,
+                         direct_prior=prior)
+    terms = st.step(st.model, batch)
+    assert {"bmc", "drift", "direct_depth"} <= set(terms) and torch.isfinite(terms["loss"])

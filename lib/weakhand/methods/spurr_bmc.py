@@ -9,7 +9,14 @@ domain (L1 on normalised (u, v), L1 on ẑʳ, L1 of the refined root against the
 
 * ``2d``: target 2D labels only;
 * ``2d_bmc``: plus L_BMC on the predicted 3D of target samples (limits from ``bmc/limits.json``);
+* ``2d_bmc_pinned``: ``2d_bmc`` + the drift guard (the target batch's mean zn held at the source's
+  mean depth profile; ours, as in the Cai family);
+* ``2d_direct_bmc``: ``2d_bmc_pinned`` + the direct depth term (zn toward the sensor depth read at
+  the labelled 2D of visible joints; ours);
 * ``full3d``: target with full 3D labels (upper bound).
+
+The weak signals are the Cai family's (:mod:`weakhand.methods.weak_signals`, functions of zn);
+in this family they reach the whole network, as Spurr et al. train end to end.
 
 Units: uv in input pixels; zn root-relative depth in units of the scale bone (middle MCP→PIP);
 z_root the absolute root depth in scale-bone units; kp3d mm, camera frame.
@@ -28,7 +35,7 @@ from ..models import gaussian_heatmaps
 from ..models.pose25d_net import Pose25DConfig, Pose25DNet
 from ..train.checkpoint import load_checkpoint
 from .base import Stage, Variant, joint_labels
-from .weak_signals import bmc_term
+from .weak_signals import DirectDepthSignal, DriftGuard, bmc_term
 
 #: the method's configuration: the 2.5D network (``config["net"]`` of its checkpoints)
 Config = Pose25DConfig
@@ -38,8 +45,13 @@ VARIANTS = {
     "2d": Variant("target 2D only (2D on both domains, 3D on the source)"),
     "2d_bmc": Variant("target 2D + biomechanical constraints on the predicted 3D of target samples",
                       ("bmc",)),
+    "2d_bmc_pinned": Variant("target 2D + BMC + drift guard: target mean depth held at the source's (ours)",
+                             ("bmc", "drift")),
+    "2d_direct_bmc": Variant("target 2D + direct depth + BMC + drift guard (ours)", ("direct", "bmc", "drift")),
     "full3d": Variant("target with full 3D labels (upper bound)", target="full3d"),
 }
+#: λ of the drift guard and of the direct depth term (the Cai family's defaults)
+DRIFT_WEIGHT, DIRECT_WEIGHT = 0.1, 1.0
 
 
 @dataclass(frozen=True)
@@ -83,36 +95,62 @@ def losses(batch: dict, out: dict, weights: Pose25DWeights = Pose25DWeights()) -
 
 
 def step(model: Pose25DNet, batch: dict, weights: Pose25DWeights = Pose25DWeights(),
-         limits=None, bmc_weights=None, uv_grad: bool = False, bmc_lift: str = "label") -> dict:
+         limits=None, bmc_weights=None, uv_grad: bool = False, bmc_lift: str = "label",
+         signals: dict | None = None) -> dict:
     """One training step's loss dict (:func:`losses`; scalar terms); with `limits`, + L_BMC on
-    weak samples (2D, no 3D) lifted from the labelled ("label") or predicted ("pred") 2D.
+    weak samples (2D, no 3D) lifted from the labelled ("label") or predicted ("pred") 2D; plus
+    Σ λ·signal(batch, zn) of `signals` ({name: (λ, signal)}, e.g. the drift guard).
     batch: a HandDataset batch, image (B, 3, S, S) in [0, 1]."""
     out = model(batch)
     terms = losses(batch, out, weights)
     if limits is not None:
         terms = bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
+    if signals:
+        loss = terms["loss"]
+        for name, (lam, signal) in signals.items():
+            r = signal(batch, out["zn"], out["uv"])
+            loss = loss + lam * r["loss"]
+            terms[name] = r["loss"].detach()
+        terms["loss"] = loss
     return terms
 
 
 def build(variant: str, cfg: Config, stage1_ckpt, lr: float = 3e-4,
           weights: Pose25DWeights = Pose25DWeights(), limits=None, bmc_weights=None,
-          uv_grad: bool = False, bmc_lift: str = "label") -> Stage:
+          uv_grad: bool = False, bmc_lift: str = "label", direct_prior=None, drift_mu=None,
+          drift_weight: float = DRIFT_WEIGHT, direct_weight: float = DIRECT_WEIGHT) -> Stage:
     """The :class:`~weakhand.methods.base.Stage` of one stage-3 variant from the stage-1
     checkpoint (models = model = the 2.5D network, Adam at `lr`); options: the loss weights,
-    the BMC weights and lift as used (no arrays)."""
+    the BMC weights and lift, the λ of the drift guard / direct term as used (no arrays).
+    `drift_mu` (21,) scale-bone units (the source's mean zn) and `direct_prior`
+    (:func:`~weakhand.methods.weak_signals.measure_direct_prior`) are needed by the variants
+    that use them."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    uses_bmc = "bmc" in VARIANTS[variant].signals
-    if uses_bmc and limits is None:
-        raise ValueError(f"variant {variant!r} needs BMC limits (bmc/limits.json from 10_fit_bmc_limits)")
+    need = VARIANTS[variant].signals
+    missing = [what for sig, what, x in (
+        ("bmc", "BMC limits (bmc/limits.json from 10_fit_bmc_limits)", limits),
+        ("drift", "the drift guard's mean depth profile (evaluation.baselines.fit_constant_pose(...).zn)", drift_mu),
+        ("direct", "the direct-depth prior (weak_signals.measure_direct_prior on the source)", direct_prior))
+        if sig in need and x is None]
+    if missing:
+        raise ValueError(f"variant {variant!r} needs " + "; ".join(missing))
     model = Pose25DNet(cfg)
     load_checkpoint(stage1_ckpt, model)
+    uses_bmc = "bmc" in need
     lim = limits if uses_bmc else None
     bw = bmc_weights or BMCWeights()
-    step_fn = lambda m, b: step(m, b, weights, lim, bw, uv_grad, bmc_lift)  # noqa: E731
+    signals = {}
+    if "direct" in need:
+        signals["direct_depth"] = (direct_weight, DirectDepthSignal(direct_prior))
+    if "drift" in need:
+        signals["drift"] = (drift_weight, DriftGuard(drift_mu))
+    step_fn = lambda m, b: step(m, b, weights, lim, bw, uv_grad, bmc_lift, signals)  # noqa: E731
     return Stage(model, torch.optim.Adam(model.parameters(), lr), step_fn, model,
                  options={"weights": weights, "bmc_weights": bw if uses_bmc else None,
-                          "uv_grad": uv_grad, "bmc_lift": bmc_lift})
+                          "uv_grad": uv_grad, "bmc_lift": bmc_lift,
+                          "drift_weight": drift_weight if "drift" in need else None,
+                          "direct_weight": direct_weight if "direct" in need else None})
 
 
 @torch.no_grad()

@@ -69,6 +69,9 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     # 60_train_pose25d
     "pose25d_width": ("2.5D network width (channels of the first residual stage)", 8, 24, 48),
     "steps_25d_stage1": ("optimizer steps of the 2.5D model on the source domain", 6, 1000, 20000),
+    "pose25d_variants": ("stage-3 variants trained by 60_train_pose25d (comma list of spurr_bmc.VARIANTS)",
+                         "2d,2d_bmc,2d_bmc_pinned,2d_direct_bmc,full3d", "2d,2d_bmc,full3d",
+                         "2d,2d_bmc,2d_bmc_pinned,2d_direct_bmc,full3d"),
 }
 
 KNOB_DOCS: dict[str, str] = {k: row[0] for k, row in _KNOB_TABLE.items()}
