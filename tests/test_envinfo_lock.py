@@ -73,6 +73,17 @@ def test_environment_info_records_git_and_lock():
     assert info["lock"]["file"].endswith("requirements.lock")
     assert info["lock"]["sha256"] == hashlib.sha256(
         (ROOT / "requirements.lock").read_bytes()).hexdigest()
+    # the machine's speed, so wall times of runs on different VMs can be compared
+    assert info["cpu_matmul_gflops"] > 0.1 and isinstance(info["cpu_vector_flags"], list)
+
+
+def test_matmul_gflops_counts_2n3_flops_per_product(monkeypatch):
+    """With a clock that advances 1 s per product, an n x n matmul scores 2 n^3 / 1e9 GFLOP/s
+    (2.0 for n = 1000)."""
+    import time
+    ticks = iter(range(0, 1000))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    assert envinfo.matmul_gflops(n=1000, repeats=3) == 2.0
 
 
 def test_committed_lock_is_current_and_pins_torch_without_local_label():

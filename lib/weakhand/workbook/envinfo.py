@@ -54,6 +54,36 @@ def _torch_info() -> dict[str, Any]:
     return info
 
 
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float | None:
+    """Best-of-`repeats` float32 n x n matmul throughput on the CPU in GFLOP/s (~0.1 s), or None
+    without torch. Wall times of runs on different machines compare through this number: the
+    same job takes ~2x longer on a VM whose figure is half as large."""
+    try:
+        import time
+
+        import torch
+    except Exception:
+        return None
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b  # warm-up (thread pool, caches)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return round(2 * n**3 / best / 1e9, 1)
+
+
+def cpu_vector_flags() -> list[str]:
+    """The CPU's wide-vector instruction sets (avx2, fma, avx512*) from /proc/cpuinfo ([] elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return sorted({f for f in line.split() if f in ("avx2", "fma") or f.startswith("avx512")})
+
+
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
     """`git rev-parse HEAD` of the repository (None when not a git checkout or git missing)."""
     if path is None:
@@ -83,6 +113,8 @@ def environment_info() -> dict[str, Any]:
     except (AttributeError, OSError):
         info["cpu_affinity"] = None
     info.update(_torch_info())
+    info["cpu_matmul_gflops"] = matmul_gflops()
+    info["cpu_vector_flags"] = cpu_vector_flags()
     for name, dists in PACKAGES.items():
         info[name] = package_version(*dists)
     info["weakhand"] = package_version("weakhand")
