@@ -251,3 +251,28 @@ def test_parse_seed_list_accepts_what_papermill_can_inject():
     assert ev.parse_seed_list((0, 1)) == [0, 1] and ev.parse_seed_list(4) == [4]
     with pytest.raises(ValueError, match="seeds"):
         ev.parse_seed_list("a,b")
+
+
+@pytest.mark.parametrize("skip_shared, evaluated", [(True, ""), (False, "1,2")])
+def test_ablate_adding_seeds_evaluates_every_seed_of_the_run(tmp_path, monkeypatch, skip_shared, evaluated):
+    """`ablate --seeds 1,2 --skip-shared` after a main job must score seeds 0, 1, 2 (notebook 70 with
+    no seed filter), not just the new ones; a fresh study scores exactly the seeds it trained."""
+    import types
+    from weakhand.workbook import ablate, runner
+    from weakhand.workbook.ablate import SHARED_OUTPUTS
+    run = tmp_path / "study"
+    for rel in SHARED_OUTPUTS.values():  # a finished main job: every shared output exists
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text("")
+    calls = []
+
+    def fake_run(name, only, overrides, out, **kw):
+        calls.append((tuple(only), dict(overrides)))
+        return types.SimpleNamespace(ok=True, failed=[], run_dir=run)
+
+    monkeypatch.setattr(runner, "run_notebooks", fake_run)
+    assert ablate.run_ablation("study", profile="smoke", seeds=[1, 2], skip_shared=skip_shared,
+                               runs_dir=tmp_path, out=io.StringIO()) == 0
+    assert [c[0] for c in calls][-3:] == [("50", "60"), ("50", "60"), ("70",)]
+    assert [c[1].get("seed") for c in calls if c[0] == ("50", "60")] == [1, 2]
+    assert calls[-1][1]["seeds"] == evaluated

@@ -10,7 +10,9 @@ Steps, all into ``runs/<name>`` through :func:`weakhand.workbook.runner.run_note
    (notebooks 00-40; ``--skip-shared`` skips them when their outputs exist);
 2. for each seed: every stage-3 variant of both families (notebooks 50 and 60 with ``seed=k``;
    seed k > 0 writes ``stage3_<variant>_seed<k>``, so every seed starts from the same stages 1-2);
-3. the evaluation notebook (70) over those seeds: the results table with mean ± std and the report.
+3. the evaluation notebook (70) over those seeds (with ``--skip-shared``: over every seed the run
+   folder holds, so ``--seeds 1,2`` on a finished main job gives the 3-seed table): the results
+   table with mean ± std, paired intervals against "+ target 2D", and the report.
 
 Each step's executed notebook is kept as ``logs/ablate/<notebook>_seed<k>.ipynb``; the study's
 record (steps, seconds, status) is ``ablation.json``. Stops at the first failing notebook.
@@ -124,8 +126,9 @@ def run_ablation(name: str | None = None, *, profile: str = "auto", device: str 
             if not ok:
                 break
             ok = step(f"stage 3, seed {s}", PER_SEED, {"seed": s}, s)
-        if ok:
-            ok = step("evaluation", (EVALUATE,), {"seeds": ",".join(map(str, seeds))}, None)
+        if ok:  # adding seeds to a run (--skip-shared) evaluates them with every seed already there
+            ok = step("evaluation", (EVALUATE,), {"seeds": "" if skip_shared else ",".join(map(str, seeds))},
+                      None)
         record["status"] = "ok" if ok else "failed"
         record["seconds"] = round(time.perf_counter() - t_all, 1)
         if run_dir.exists():
