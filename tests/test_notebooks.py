@@ -9,7 +9,7 @@ import pytest
 
 from weakhand.workbook import profiles, runner
 from weakhand.data import load_dataset
-from weakhand.methods import cai
+from weakhand.methods import cai, spurr_bmc
 from weakhand.synth.dataset import DEFAULT_SPLITS
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -110,7 +110,7 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     # 60: the 2.5D family, source stage and its weak variants, with known and recovered roots
     s1 = json.loads((run / "metrics" / "60_pose25d_stage1.json").read_text())["results"]
     assert set(s1) == {"render test", "sensor test"}
-    for variant in ("2d", "2d_bmc", "full3d"):
+    for variant in spurr_bmc.VARIANTS:  # the smoke profile trains every 2.5D variant
         r = json.loads((run / "metrics" / f"60_pose25d_{variant}.json").read_text())["results"]
         r = r["sensor test"]
         assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "rec_epe_mm",
@@ -119,7 +119,7 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     res70 = json.loads((run / "metrics" / "70_results.json").read_text())
     rows = {(r["family"], r["variant"]) for r in res70["rows"]}
     assert rows == ({("cai", v) for v in ("constant", "source", *cai.VARIANTS)}
-                    | {("pose25d", v) for v in ("constant", "source", "2d", "2d_bmc", "full3d")})
+                    | {("pose25d", v) for v in ("constant", "source", *spurr_bmc.VARIANTS)})
     for r in res70["rows"]:
         assert all(np.isfinite(r[f"{k}_mean"]) for k in ("px_2d_mean", "z_err_mm", "epe_mm", "auc_0_50",
                                                           "auc_20_50", "pa_epe_mm", "bmc_violation_items")), r
