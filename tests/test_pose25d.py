@@ -29,6 +29,16 @@ def _tiny():
     return Pose25DNet(Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16))
 
 
+def _stage1_checkpoint(tmp_path, batch):
+    """(config, path) of a tiny 2.5D net trained one step on `batch`: a stage-1 checkpoint."""
+    cfg = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
+    m = Pose25DNet(cfg)
+    t = Trainer(m, torch.optim.Adam(m.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
+                step_fn=lambda mm, b: spurr_bmc.step(mm, b), show_progress=False)
+    t.fit([batch], resume=False)
+    return cfg, t.last_path
+
+
 def test_pose25d_outputs_and_root_convention():
     batch, _ = _batch(b=4, s=32)
     out = _tiny()(batch)
@@ -87,19 +97,15 @@ def test_bmc_loss_25d_matches_bmc_on_the_reconstructed_pose(limits):
 
 def test_stage3_builders_need_limits_for_bmc_variants(tmp_path, limits):
     batch, _ = _batch(b=4, s=32)
-    cfg = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
-    m = Pose25DNet(cfg)
-    t = Trainer(m, torch.optim.Adam(m.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
-                step_fn=lambda mm, b: spurr_bmc.step(mm, b), show_progress=False)
-    t.fit([batch], resume=False)
+    cfg, ckpt = _stage1_checkpoint(tmp_path, batch)
     with pytest.raises(ValueError, match="needs BMC limits"):
-        spurr_bmc.build("2d_bmc", cfg, t.last_path)
-    st = spurr_bmc.build("2d_bmc", cfg, t.last_path, limits=limits)
+        spurr_bmc.build("2d_bmc", cfg, ckpt)
+    st = spurr_bmc.build("2d_bmc", cfg, ckpt, limits=limits)
     model, opt, step = st.models, st.optimizer, st.step
     assert st.model is model
     terms = step(model, batch)
     assert "bmc" in terms and torch.isfinite(terms["loss"])
-    st = spurr_bmc.build("2d", cfg, t.last_path, limits=limits)
+    st = spurr_bmc.build("2d", cfg, ckpt, limits=limits)
     model, step = st.model, st.step
     assert "bmc" not in step(model, batch)  # limits are ignored by non-BMC variants
     with pytest.raises(ValueError, match="needs BMC limits"):
@@ -159,25 +165,21 @@ def test_bmc_lift_from_labels_judges_depth_not_the_2d_error():
 def test_pose25d_pinned_and_direct_variants_add_their_terms(tmp_path, limits):
     """The drift guard and the direct term exist in the 2.5D family too: each variant needs its
     inputs, adds its named term, and the guard pulls the weak samples' mean zn toward μ."""
+    from weakhand.methods import weak_signals as ws
     from weakhand.methods.weak_signals import DirectDepthPrior
     batch, _ = _batch(b=4, s=32)
-    cfg = Pose25DConfig(width=8, blocks=(1, 1, 1), refiner_hidden=16)
-    m = Pose25DNet(cfg)
-    t = Trainer(m, torch.optim.Adam(m.parameters()), run_dir=tmp_path, name="s1", max_steps=1,
-                step_fn=lambda mm, b: spurr_bmc.step(mm, b), show_progress=False)
-    t.fit([batch], resume=False)
+    cfg, ckpt = _stage1_checkpoint(tmp_path, batch)
     with pytest.raises(ValueError, match="drift guard"):
-        spurr_bmc.build("2d_bmc_pinned", cfg, t.last_path, limits=limits)
+        spurr_bmc.build("2d_bmc_pinned", cfg, ckpt, limits=limits)
     with pytest.raises(ValueError, match="direct-depth prior"):
-        spurr_bmc.build("2d_direct_bmc", cfg, t.last_path, limits=limits, drift_mu=[0.0] * 21)
+        spurr_bmc.build("2d_direct_bmc", cfg, ckpt, limits=limits, drift_mu=[0.0] * 21)
     mu = np.full(21, 5.0)  # far from any prediction: the guard must be large and pull zn up
-    st = spurr_bmc.build("2d_bmc_pinned", cfg, t.last_path, limits=limits, drift_mu=mu)
+    st = spurr_bmc.build("2d_bmc_pinned", cfg, ckpt, limits=limits, drift_mu=mu)
     out = st.model(batch)
     terms = st.step(st.model, batch)
     assert {"bmc", "drift"} <= set(terms) and terms["drift"] > 1.0
     zn = out["zn"]
-    guard = st.options["drift_weight"]
-    assert guard == spurr_bmc.DRIFT_WEIGHT
+    assert st.options["drift_weight"] == ws.DRIFT_WEIGHT
     from weakhand.methods.weak_signals import DriftGuard
     r = DriftGuard(mu)(batch, zn)
     zn.retain_grad()
@@ -187,7 +189,7 @@ def test_pose25d_pinned_and_direct_variants_add_their_terms(tmp_path, limits):
     prior = DirectDepthPrior(skin_offset_mm=[5.0] * 21, bone_mm=[30.0] * 20, s_mm=35.0, read_error_mm=1.0)
     batch = dict(batch, depth=torch.full((4, 1, 32, 32), 420.0), mask=torch.ones(4, 1, 32, 32),
                  has_depth=torch.ones(4, dtype=torch.bool))
-    st = spurr_bmc.build("2d_direct_bmc", cfg, t.last_path, limits=limits, drift_mu=mu,
+    st = spurr_bmc.build("2d_direct_bmc", cfg, ckpt, limits=limits, drift_mu=mu,
                          direct_prior=prior)
     terms = st.step(st.model, batch)
     assert {"bmc", "drift", "direct_depth"} <= set(terms) and torch.isfinite(terms["loss"])

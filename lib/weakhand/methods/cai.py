@@ -180,8 +180,8 @@ class Stage3Options:
     bmc_weight: float = 0.05
     bmc_lift: str = "label"
     bmc_root: float | None = None
-    drift_weight: float = 0.1
-    direct_weight: float = 1.0
+    drift_weight: float = ws.DRIFT_WEIGHT
+    direct_weight: float = ws.DIRECT_WEIGHT
 
     def __post_init__(self):
         if self.reg_input_2d not in ws.REG_INPUTS_2D:
@@ -211,15 +211,8 @@ def check_signal_inputs(variant: str, *, regularizer=True, limits=None, direct_p
                         drift_mu=None) -> None:
     """Raise ValueError naming what a variant's weak signals need and was not given (no arrays:
     each input is only checked for None)."""
-    need = VARIANTS[variant].signals
-    missing = [n for n, x in (("regularizer", regularizer), ("bmc", limits), ("direct", direct_prior),
-                              ("drift", drift_mu)) if n in need and x is None]
-    if missing:
-        producers = {"regularizer": "the stage-2 regulariser (30_train_stage2_depth_regularizer)",
-                     "bmc": "BMC limits (bmc/limits.json from 10_fit_bmc_limits)",
-                     "direct": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
-                     "drift": "the drift guard's mean depth profile (evaluation.baselines.fit_constant_pose(...).zn)"}
-        raise ValueError(f"variant {variant!r} needs " + "; ".join(producers[m] for m in missing))
+    ws.check_inputs(variant, VARIANTS[variant].signals, regularizer=regularizer, bmc=limits,
+                    direct=direct_prior, drift=drift_mu)
 
 
 def weak_signals_for(variant: str, opts: Stage3Options, *, regularizer=None, reg_size=None,
@@ -263,15 +256,7 @@ def step(model: nn.Module, batch: dict, sigma: float, signals: dict | None = Non
         new = confidence_depth_loss(batch, out)
         terms = {**terms, "loss": terms["loss"] + weights.depth * (new - terms["depth"]),
                  "depth": new.detach()}
-    loss = terms["loss"]
-    for name, (lam, signal) in (signals or {}).items():
-        r = signal(batch, out["zn"], out["uv"])
-        loss = loss + lam * r["loss"]
-        terms[name] = r["loss"].detach()
-        for k in ("bone_length", "root_bones", "angles"):
-            if k in r:
-                terms[f"{name}_{k}"] = r[k]
-    return {**terms, "loss": loss}
+    return ws.add_signal_terms(terms, signals, batch, out["zn"], out["uv"])
 
 
 def build(variant: str, net_cfg: Config, stage1_ckpt, stage2_ckpt, reg_cfg: dict,

@@ -35,7 +35,7 @@ from ..models import gaussian_heatmaps
 from ..models.pose25d_net import Pose25DConfig, Pose25DNet
 from ..train.checkpoint import load_checkpoint
 from .base import Stage, Variant, joint_labels
-from .weak_signals import DirectDepthSignal, DriftGuard, bmc_term
+from . import weak_signals as ws
 
 #: the method's configuration: the 2.5D network (``config["net"]`` of its checkpoints)
 Config = Pose25DConfig
@@ -50,8 +50,6 @@ VARIANTS = {
     "2d_direct_bmc": Variant("target 2D + direct depth + BMC + drift guard (ours)", ("direct", "bmc", "drift")),
     "full3d": Variant("target with full 3D labels (upper bound)", target="full3d"),
 }
-#: λ of the drift guard and of the direct depth term (the Cai family's defaults)
-DRIFT_WEIGHT, DIRECT_WEIGHT = 0.1, 1.0
 
 
 @dataclass(frozen=True)
@@ -104,21 +102,14 @@ def step(model: Pose25DNet, batch: dict, weights: Pose25DWeights = Pose25DWeight
     out = model(batch)
     terms = losses(batch, out, weights)
     if limits is not None:
-        terms = bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
-    if signals:
-        loss = terms["loss"]
-        for name, (lam, signal) in signals.items():
-            r = signal(batch, out["zn"], out["uv"])
-            loss = loss + lam * r["loss"]
-            terms[name] = r["loss"].detach()
-        terms["loss"] = loss
-    return terms
+        terms = ws.bmc_term(terms, out, batch, limits, bmc_weights, uv_grad, bmc_lift)
+    return ws.add_signal_terms(terms, signals, batch, out["zn"], out["uv"])
 
 
 def build(variant: str, cfg: Config, stage1_ckpt, lr: float = 3e-4,
           weights: Pose25DWeights = Pose25DWeights(), limits=None, bmc_weights=None,
           uv_grad: bool = False, bmc_lift: str = "label", direct_prior=None, drift_mu=None,
-          drift_weight: float = DRIFT_WEIGHT, direct_weight: float = DIRECT_WEIGHT) -> Stage:
+          drift_weight: float = ws.DRIFT_WEIGHT, direct_weight: float = ws.DIRECT_WEIGHT) -> Stage:
     """The :class:`~weakhand.methods.base.Stage` of one stage-3 variant from the stage-1
     checkpoint (models = model = the 2.5D network, Adam at `lr`); options: the loss weights,
     the BMC weights and lift, the λ of the drift guard / direct term as used (no arrays).
@@ -128,13 +119,7 @@ def build(variant: str, cfg: Config, stage1_ckpt, lr: float = 3e-4,
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     need = VARIANTS[variant].signals
-    missing = [what for sig, what, x in (
-        ("bmc", "BMC limits (bmc/limits.json from 10_fit_bmc_limits)", limits),
-        ("drift", "the drift guard's mean depth profile (evaluation.baselines.fit_constant_pose(...).zn)", drift_mu),
-        ("direct", "the direct-depth prior (weak_signals.measure_direct_prior on the source)", direct_prior))
-        if sig in need and x is None]
-    if missing:
-        raise ValueError(f"variant {variant!r} needs " + "; ".join(missing))
+    ws.check_inputs(variant, need, bmc=limits, drift=drift_mu, direct=direct_prior)
     model = Pose25DNet(cfg)
     load_checkpoint(stage1_ckpt, model)
     uses_bmc = "bmc" in need
@@ -142,9 +127,9 @@ def build(variant: str, cfg: Config, stage1_ckpt, lr: float = 3e-4,
     bw = bmc_weights or BMCWeights()
     signals = {}
     if "direct" in need:
-        signals["direct_depth"] = (direct_weight, DirectDepthSignal(direct_prior))
+        signals["direct_depth"] = (direct_weight, ws.DirectDepthSignal(direct_prior))
     if "drift" in need:
-        signals["drift"] = (drift_weight, DriftGuard(drift_mu))
+        signals["drift"] = (drift_weight, ws.DriftGuard(drift_mu))
     step_fn = lambda m, b: step(m, b, weights, lim, bw, uv_grad, bmc_lift, signals)  # noqa: E731
     return Stage(model, torch.optim.Adam(model.parameters(), lr), step_fn, model,
                  options={"weights": weights, "bmc_weights": bw if uses_bmc else None,

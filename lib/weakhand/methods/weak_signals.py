@@ -35,6 +35,41 @@ from ..models import depth_map_targets, regularizer_input_from_3d
 
 REG_INPUTS_2D = ("label", "pred")
 BMC_LIFTS = ("label", "pred")
+#: default λ of the drift guard (scale-bone units²) and of the direct depth term, both families
+DRIFT_WEIGHT, DIRECT_WEIGHT = 0.1, 1.0
+#: what produces the input each signal needs (for the error of :func:`check_inputs`)
+PRODUCERS = {"regularizer": "the stage-2 regulariser (30_train_stage2_depth_regularizer)",
+             "bmc": "BMC limits (bmc/limits.json from 10_fit_bmc_limits)",
+             "direct": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
+             "drift": "the drift guard's mean depth profile (evaluation.baselines.fit_constant_pose(...).zn)"}
+
+
+def check_inputs(variant: str, signals, **given) -> None:
+    """Raise ValueError naming what `variant`'s `signals` (names of :data:`PRODUCERS`) need and
+    is None in `given` ({signal name: its input}, e.g. ``bmc=limits``); inputs of signals the
+    variant does not use are ignored (no arrays are inspected)."""
+    missing = [n for n in PRODUCERS if n in signals and n in given and given[n] is None]
+    if missing:
+        raise ValueError(f"variant {variant!r} needs " + "; ".join(PRODUCERS[m] for m in missing))
+
+
+def add_signal_terms(terms: dict, signals: dict | None, batch: dict, zn: torch.Tensor,
+                     uv_pred: torch.Tensor | None) -> dict:
+    """``terms`` (a loss dict with a "loss" scalar) plus Σ λ·signal(batch, zn, uv_pred) of
+    `signals` ({name: (λ, signal)}): each term detached under its name (and BMC's parts as
+    ``<name>_bone_length`` ...), the weighted sum added to "loss". zn (B, 21) scale-bone units,
+    uv_pred (B, 21, 2) px."""
+    loss = terms["loss"]
+    out = dict(terms)
+    for name, (lam, signal) in (signals or {}).items():
+        r = signal(batch, zn, uv_pred)
+        loss = loss + lam * r["loss"]
+        out[name] = r["loss"].detach()
+        for k in ("bone_length", "root_bones", "angles"):
+            if k in r:
+                out[f"{name}_{k}"] = r[k]
+    out["loss"] = loss
+    return out
 
 
 def weak_mask(batch: dict) -> torch.Tensor:
