@@ -2,6 +2,8 @@
 
 `render` imitates a clean rendered dataset (RHD-like): broad viewpoints and poses, varied
 characters, studio shading, perfect depth, full 3D labels.
+`render_gap` is `render` with only the open/fist/point/pinch/grasp pose templates: a source
+that lacks the target's counting gestures (a pose-coverage gap; see `RENDER_GAP`).
 `sensor` imitates an RGB-D camera recording (STB/RealSense-like): other intrinsics and image
 size, a few subjects, frontal viewpoints and counting-style gestures, colour casts, blur, noise
 and JPEG artefacts in RGB; depth with distance-dependent noise, holes at silhouettes and
@@ -127,7 +129,21 @@ SENSOR = DomainStyle(
     withhold_3d_splits=("train",),
 )
 
-DOMAINS = {"render": RENDER, "sensor": SENSOR}
+# `render_gap`: the render source with a pose-coverage gap. Its poses come only from the
+# templates open, fist, point, pinch and grasp (with the render style's jitter), without the
+# broad "random" family and without the counting gestures count1..count5; every other knob is
+# the render style's. More than half of the sensor target's hands make counting gestures,
+# which the render source covers through its broad random poses (and its own count
+# templates); this source does not (count1 has the same template as "point" and count5 nearly
+# that of "open", so those two stay covered; two, three and four raised fingers do not). It
+# models the pose-coverage gap that separates a synthetic set's random poses from STB's
+# counting gestures: a source that lacks the target's gestures, not only one that looks
+# different.
+GAP_STYLE_NAME = "render_gap"
+RENDER_GAP = RENDER.replace(name=GAP_STYLE_NAME, family_weights={
+    "open": 1, "fist": 1, "point": 1, "pinch": 1, "grasp": 1})
+
+DOMAINS = {"render": RENDER, "sensor": SENSOR, GAP_STYLE_NAME: RENDER_GAP}
 
 
 def make_style(base: str | DomainStyle = "render", **changes) -> DomainStyle:

@@ -147,9 +147,10 @@ def _palette(rng, subj_skin: np.ndarray, n: int) -> np.ndarray:
     return pal
 
 
-def _occluders(rng, style, kp_cam: np.ndarray, caps: np.ndarray, parts: np.ndarray,
-               ncaps: np.ndarray) -> None:
-    """Add a sphere or a rod in front of a random joint for a fraction of samples (in place)."""
+def _occluder_draws(rng, style, kp_cam: np.ndarray):
+    """Draw a sphere or rod in front of a random joint for a fraction of samples: returns the
+    indices (m,) of samples that get one, its axis ends a, b (m,3) mm camera frame and radius
+    r (m,) mm. The draws do not depend on the values of `kp_cam` (n,21,3) mm, only on n."""
     n = len(kp_cam)
     has = rng.random(n) < style.p_occluder
     j = rng.integers(0, 21, n)
@@ -164,9 +165,16 @@ def _occluders(rng, style, kp_cam: np.ndarray, caps: np.ndarray, parts: np.ndarr
     a, b = c - half * d, c + half * d
     ok = has & (np.minimum(a[:, 2], b[:, 2]) - r > 60)
     idx = np.flatnonzero(ok)
-    caps[idx, ncaps[idx], :3] = a[idx]
-    caps[idx, ncaps[idx], 3:6] = b[idx]
-    caps[idx, ncaps[idx], 6] = r[idx]
+    return idx, a[idx], b[idx], r[idx]
+
+
+def _occluders(rng, style, kp_cam: np.ndarray, caps: np.ndarray, parts: np.ndarray,
+               ncaps: np.ndarray) -> None:
+    """Add a sphere or a rod in front of a random joint for a fraction of samples (in place)."""
+    idx, a, b, r = _occluder_draws(rng, style, kp_cam)
+    caps[idx, ncaps[idx], :3] = a
+    caps[idx, ncaps[idx], 3:6] = b
+    caps[idx, ncaps[idx], 6] = r
     parts[idx, ncaps[idx]] = PART_OCCLUDER
     ncaps[idx] += 1
 
@@ -220,20 +228,23 @@ def _lights(rng, style, n: int) -> np.ndarray:
     return light
 
 
-def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: int,
-                   pool: anatomy.Subjects | None = None, with_3d: bool = True,
-                   K_full: np.ndarray | None = None, full_frame: bool = False) -> dict:
-    """Generate `n` labelled crops of `size`×`size` pixels.
+def sample_scene(style: DomainStyle, rng: np.random.Generator, n: int, size: int,
+                 pool: anatomy.Subjects | None = None, K_full: np.ndarray | None = None,
+                 full_frame: bool = False, geometry: bool = True) -> dict:
+    """Everything of :func:`generate_block` before rendering: subjects, poses, sides, full-frame
+    camera, viewpoint and placement, sleeve and occluder draws, and the crop. Makes exactly the
+    RNG draws `generate_block` makes before it renders, in the same order.
 
-    `K_full` (3,3) or (n,3,3) replaces the style's sampled full-frame intrinsics; with
-    `full_frame=True` the whole `style.image_wh` frame is rendered instead of a crop (used to
-    write test fixtures in the raw formats of real datasets; `size` is then ignored).
+    With ``geometry=False`` the capsule scene (pure geometry, no draws) is not built: the
+    labels and the RNG state afterwards are the same, only ``caps``/``cap_parts``/``ncaps``/
+    ``joint_r`` are missing (a fast label-only path).
 
-    Returns a dict of arrays: rgb (n,S,S,3) uint8, depth (n,S,S) float32 mm (0 = missing),
-    mask (n,S,S) uint8, parts (n,S,S) uint8, kp2d (n,21,2) float32 crop px, kp3d (n,21,3)
-    float32 mm camera frame (NaN if not with_3d), vis (n,21) bool, K (n,3,3) float32,
-    side (n,) uint8 (0 left, 1 right), has_2d/has_3d/has_depth (n,) bool, subject (n,) int32
-    (-1 = unique), family (n,) int16 (poses.FAMILIES), crop_box (n,4) float32 (full-frame px).
+    Returns a dict: subj (:class:`anatomy.Subjects`, mm), subject (n,) int32 (-1 = unique),
+    family (n,) int16, side (n,) uint8 (0 left, 1 right), kp_cam (n,21,3) float64 mm camera
+    frame, T (n,3) mm (hand centroid placement), K_full (n,3,3) float64 full-frame px,
+    box (n,4) float64 full-frame px, K (n,3,3) float64 crop px, kp2d (n,21,2) float64 crop px,
+    out_wh (W, H) px of the output image; with geometry also caps (n,MAX_CAPSULES,7) float32
+    (a, b mm, radius mm), cap_parts (n,MAX_CAPSULES) uint8, ncaps (n,) int32, joint_r (n,21) mm.
     """
     if pool is not None:
         sid = rng.integers(0, len(pool), n).astype(np.int32)
@@ -246,11 +257,12 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     kp_hand = anatomy.forward_kinematics(subj, pose["angles"], pose["palm_cup"],
                                          np.ones(n, np.uint8))
     sleeve = np.where(rng.random(n) < style.p_sleeve, rng.uniform(0.2, 0.6, n), 1.6)
-    caps_h, part_ids, joint_r = _capsules_hand_frame(subj, kp_hand, sleeve)
     mirror = np.where(side == 1, 1.0, -1.0)[:, None, None]
+    if geometry:
+        caps_h, part_ids, joint_r = _capsules_hand_frame(subj, kp_hand, sleeve)
+        caps_h[..., 0:1] *= mirror
+        caps_h[..., 3:4] *= mirror
     kp_hand[..., 0:1] *= mirror
-    caps_h[..., 0:1] *= mirror
-    caps_h[..., 3:4] *= mirror
 
     # camera of the full frame
     W, H = style.image_wh
@@ -274,14 +286,19 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     ray = np.einsum("nij,nj->ni", np.linalg.inv(K_full), target)
     T = ray * z[:, None] - np.einsum("nij,nj->ni", R, centroid)
     kp_cam = np.einsum("nij,nkj->nki", R, kp_hand) + T[:, None]
-    caps_cam = np.zeros((n, MAX_CAPSULES, 7), np.float32)
-    caps_cam[:, :24, :3] = np.einsum("nij,nkj->nki", R, caps_h[..., :3]) + T[:, None]
-    caps_cam[:, :24, 3:6] = np.einsum("nij,nkj->nki", R, caps_h[..., 3:6]) + T[:, None]
-    caps_cam[:, :24, 6] = caps_h[..., 6]
-    cap_parts = np.zeros((n, MAX_CAPSULES), np.uint8)
-    cap_parts[:, :24] = part_ids
-    ncaps = np.full(n, 24, np.int32)
-    _occluders(rng, style, kp_cam, caps_cam, cap_parts, ncaps)
+    scene = {}
+    if geometry:
+        caps_cam = np.zeros((n, MAX_CAPSULES, 7), np.float32)
+        caps_cam[:, :24, :3] = np.einsum("nij,nkj->nki", R, caps_h[..., :3]) + T[:, None]
+        caps_cam[:, :24, 3:6] = np.einsum("nij,nkj->nki", R, caps_h[..., 3:6]) + T[:, None]
+        caps_cam[:, :24, 6] = caps_h[..., 6]
+        cap_parts = np.zeros((n, MAX_CAPSULES), np.uint8)
+        cap_parts[:, :24] = part_ids
+        ncaps = np.full(n, 24, np.int32)
+        _occluders(rng, style, kp_cam, caps_cam, cap_parts, ncaps)
+        scene.update(caps=caps_cam, cap_parts=cap_parts, ncaps=ncaps, joint_r=joint_r)
+    else:
+        _occluder_draws(rng, style, kp_cam)  # same draws, nothing to place them in
 
     # square crop around the projected keypoints
     uv = camera.project(K_full, kp_cam)
@@ -294,6 +311,22 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     else:
         ow = oh = size
     K = camera.crop_K(K_full, box, (ow, oh))
+    scene.update(subj=subj, subject=sid, family=pose["family"], side=side, kp_cam=kp_cam, T=T,
+                 K_full=K_full, box=box, K=K, kp2d=camera.project(K, kp_cam), out_wh=(ow, oh))
+    return scene
+
+
+def render_scene(style: DomainStyle, rng: np.random.Generator, scene: dict,
+                 with_3d: bool = True) -> dict:
+    """Render a :func:`sample_scene` dict (built with geometry): ray cast, visibility, shading,
+    background and sensor effects, drawing from `rng` where `sample_scene` left it. Returns
+    :func:`generate_block`'s dict."""
+    if "caps" not in scene:
+        raise ValueError("render_scene needs a scene sampled with geometry=True")
+    subj, kp_cam, K, kp2d, T = (scene[k] for k in ("subj", "kp_cam", "K", "kp2d", "T"))
+    caps_cam, cap_parts, ncaps = scene["caps"], scene["cap_parts"], scene["ncaps"]
+    ow, oh = scene["out_wh"]
+    n = len(kp_cam)
     cam = np.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]], 1)
 
     depth = np.empty((n, oh, ow), np.float32)
@@ -303,13 +336,12 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     hit_depth = depth.copy()
 
     # visibility: the surface seen at the joint's pixel is not well in front of the joint
-    kp2d = camera.project(K, kp_cam)
     pix = np.rint(kp2d).astype(np.int64)
     in_crop = (pix >= 0).all(-1) & (pix < [ow, oh]).all(-1)
     pc = np.clip(pix, 0, [ow - 1, oh - 1])
     seen = hit_depth[np.arange(n)[:, None], pc[..., 1], pc[..., 0]]
     label = parts[np.arange(n)[:, None], pc[..., 1], pc[..., 0]]
-    vis = (in_crop & (seen > 0) & (seen >= kp_cam[..., 2] - joint_r - 4.0)
+    vis = (in_crop & (seen > 0) & (seen >= kp_cam[..., 2] - scene["joint_r"] - 4.0)
            & (label != PART_OCCLUDER))
 
     # shading and background
@@ -330,10 +362,30 @@ def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: i
     return {
         "rgb": rgb, "depth": depth, "mask": mask, "parts": parts,
         "kp2d": kp2d.astype(np.float32), "kp3d": kp3d, "vis": vis, "K": K.astype(np.float32),
-        "side": side, "has_2d": np.ones(n, bool), "has_3d": np.full(n, with_3d),
-        "has_depth": np.ones(n, bool), "subject": sid, "family": pose["family"],
-        "crop_box": box.astype(np.float32),
+        "side": scene["side"], "has_2d": np.ones(n, bool), "has_3d": np.full(n, with_3d),
+        "has_depth": np.ones(n, bool), "subject": scene["subject"], "family": scene["family"],
+        "crop_box": scene["box"].astype(np.float32),
     }
+
+
+def generate_block(style: DomainStyle, rng: np.random.Generator, n: int, size: int,
+                   pool: anatomy.Subjects | None = None, with_3d: bool = True,
+                   K_full: np.ndarray | None = None, full_frame: bool = False) -> dict:
+    """Generate `n` labelled crops of `size`×`size` pixels: :func:`sample_scene` (all draws
+    up to the crop) then :func:`render_scene`.
+
+    `K_full` (3,3) or (n,3,3) replaces the style's sampled full-frame intrinsics; with
+    `full_frame=True` the whole `style.image_wh` frame is rendered instead of a crop (used to
+    write test fixtures in the raw formats of real datasets; `size` is then ignored).
+
+    Returns a dict of arrays: rgb (n,S,S,3) uint8, depth (n,S,S) float32 mm (0 = missing),
+    mask (n,S,S) uint8, parts (n,S,S) uint8, kp2d (n,21,2) float32 crop px, kp3d (n,21,3)
+    float32 mm camera frame (NaN if not with_3d), vis (n,21) bool, K (n,3,3) float32,
+    side (n,) uint8 (0 left, 1 right), has_2d/has_3d/has_depth (n,) bool, subject (n,) int32
+    (-1 = unique), family (n,) int16 (poses.FAMILIES), crop_box (n,4) float32 (full-frame px).
+    """
+    scene = sample_scene(style, rng, n, size, pool, K_full, full_frame)
+    return render_scene(style, rng, scene, with_3d)
 
 
 def generate(style: DomainStyle, n: int, seed: int, split: str = "train", size: int = 128,
