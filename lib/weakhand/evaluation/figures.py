@@ -181,3 +181,40 @@ def image_row(paths: Sequence, title: str = "", height: int = 300) -> go.Figure:
     fig.update_yaxes(visible=False)
     fig.update_layout(height=height, title=title, margin=dict(l=5, r=5, t=60, b=5))
     return fig
+
+
+def lifting_headline(table: Mapping[str, Any], labels: Mapping[str, str] | None = None,
+                     extra: Sequence[Mapping[str, Any]] = (), title: str = "") -> go.Figure:
+    """The study at a glance: PA-EPE (mm) per variant, 2D given (left) and full (right), one
+    bar group per source with seed std error bars, and each source's floor (mean depth
+    profile / constant pose) as a dashed line. `table`: :func:`weakhand.evaluation.lifting.study_table`;
+    `extra`: more bars {"name", "given", "full", "given_std", "full_std"} (e.g. the image
+    families) drawn in grey after the lifters."""
+    labels = labels or {}
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=False,
+                        subplot_titles=("2D given: labelled 2D + predicted depth", "full: predicted 2D + depth"))
+    sources = list(dict.fromkeys(r["source"] for r in table["rows"]))
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+    for col, proto in enumerate(("given", "full"), start=1):
+        for i, src in enumerate(sources):
+            rows = [r for r in table["rows"] if r["source"] == src and r["variant"] != "constant"]
+            fig.add_trace(go.Bar(
+                x=[labels.get(r["variant"], r["variant"]) for r in rows],
+                y=[r[f"{proto}_pa_epe_mm_mean"] for r in rows],
+                error_y=dict(type="data", array=[np.nan_to_num(r[f"{proto}_pa_epe_mm_std"]) for r in rows]),
+                name=f"lifter, source {src}", marker_color=palette[i % len(palette)],
+                legendgroup=src, showlegend=col == 1), row=1, col=col)
+            floor = next((r for r in table["rows"] if r["source"] == src and r["variant"] == "constant"), None)
+            if floor is not None:
+                fig.add_hline(y=floor[f"{proto}_pa_epe_mm_mean"], line_dash="dash",
+                              line_color=palette[i % len(palette)], row=1, col=col,
+                              annotation_text=f"floor ({src})", annotation_position="top left")
+        if extra:
+            fig.add_trace(go.Bar(x=[e["name"] for e in extra], y=[e.get(proto, np.nan) for e in extra],
+                                 error_y=dict(type="data", array=[np.nan_to_num(e.get(f"{proto}_std", 0.0)) for e in extra]),
+                                 name="image models (default source)", marker_color="#7f7f7f",
+                                 legendgroup="image", showlegend=col == 1), row=1, col=col)
+        fig.update_yaxes(title_text="PA-EPE mm (lower is better)", row=1, col=col)
+    fig.update_layout(barmode="group", height=480,
+                      title=title or "PA-EPE per variant against the floors (mean ± std over seeds)")
+    return fig

@@ -175,7 +175,7 @@ class RegularizerSignal:
             uv = labelled_uv(batch, uv_pred, zn)
         else:
             uv = uv_pred if self.uv_grad else uv_pred.detach()
-        inp = regularizer_input_from_3d(uv, z, tgt["d_max"], tgt["d_range"], batch["image"].shape[-2:])
+        inp = regularizer_input_from_3d(uv, z, tgt["d_max"], tgt["d_range"], batch["depth"].shape[-2:])
         if not valid.any():
             return {"loss": zn.sum() * 0.0, "n": 0}
         pred = self.reg(inp[valid])

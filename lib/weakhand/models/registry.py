@@ -22,6 +22,7 @@ from torch import nn
 from .cai_pose import CaiPoseNet, PoseNetConfig
 from .depth_regularizer import DepthRegularizer
 from .hourglass import DenseDepthNet
+from .lifter import Lifter, LifterConfig
 from .pose25d_net import Pose25DConfig, Pose25DNet
 
 #: the RGB pose networks and their model family (the evaluation's and predict's "kind")
@@ -75,6 +76,7 @@ KINDS: dict[str, Kind] = {
     "Pose25DNet": Kind(lambda m: m.cfg.to_dict(), _from_dataclass(Pose25DNet, Pose25DConfig)),
     "DepthRegularizer": Kind(_regularizer_config, lambda c: DepthRegularizer(**dict(c))),
     "DenseDepthNet": Kind(_dense_config, lambda c: DenseDepthNet(**dict(c))),
+    "Lifter": Kind(lambda m: m.cfg.to_dict(), _from_dataclass(Lifter, LifterConfig)),
 }
 
 
