@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("train", ("train",)),
     ("evaluation", ("evaluation",)),
     ("viz", ("viz", "bmc.editor", "bmc.figures", "dense.figures", "evaluation.figures")),
-    ("workbook", ("workbook", "predict", "data.cli")),
+    ("workbook", ("workbook", "predict", "data.cli", "lift_cli")),
 ]
 
 

@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "data": "weakhand.data.cli",
     "bench": BENCH_MODULE,
     "predict": "weakhand.predict",
+    "lift": "weakhand.lift_cli",
     "ablate": "weakhand.workbook.ablate",
 }
 
