@@ -115,6 +115,23 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
         r = r["sensor test"]
         assert all(np.isfinite(r[k]) for k in ("z_err_mm", "epe_mm", "rec_epe_mm",
                                                "root_err_mm")), variant
+    # 65: the lifting study: both sources, every variant and seed, both protocols, floors, oracle, checks
+    from weakhand.methods import lift
+    smoke_seeds = [int(x) for x in profiles.PROFILES["smoke"]["lift_seeds"].split(",")]
+    m65 = json.loads((run / "metrics" / "65_lifting.json").read_text())
+    assert set(m65["scores"]) == {"render", "render_gap"}
+    for src, by_variant in m65["scores"].items():
+        assert set(by_variant) == set(lift.VARIANTS), src
+        for v, by_seed in by_variant.items():
+            assert sorted(int(k) for k in by_seed) == smoke_seeds, (src, v)
+            for s in by_seed.values():
+                assert all(np.isfinite(s[p][k]) for p in ("given", "full") for k in ("pa_epe_mm", "z_err_mm")), (src, v)
+    rows65 = {(r["source"], r["variant"]) for r in m65["table"]["rows"]}
+    assert {("render", "constant"), ("render_gap", "constant"), ("render_gap", "full3d")} <= rows65
+    assert {g["variant"] for g in m65["table"]["gaps"]} == set(lift.VARIANTS) - {"source", "full3d"}
+    assert {r["signal"] for r in m65["oracle"]} == {v for v in lift.VARIANTS if lift.VARIANTS[v].signals}
+    assert m65["checks"] and (run / "figures" / "65_lifting_headline.html").exists()
+    assert sorted(p.name for p in (run / "lift").glob("*.pt"))[:1] == ["render_bmc_seed0.pt"]
     # 70: the results table has every variant of both families with finite numbers, the report exists
     res70 = json.loads((run / "metrics" / "70_results.json").read_text())
     rows = {(r["family"], r["variant"]) for r in res70["rows"]}
@@ -134,6 +151,8 @@ def test_smoke_pipeline_runs_every_notebook_and_writes_artifacts(tmp_path):
     assert all(np.isfinite(r["L1"]) and r["L1"] >= 0 for r in diag) and diag[0]["mean |dz| mm (all joints)"] == 0
     report = (run / "report.html").read_text()
     assert report.count("<table>") >= 3 and "plotly" in report
+    # the report opens with the headline figure (both protocols) before any table
+    assert report.index("At a glance") < report.index("<table>")
     # weakhand ablate on the same folder: shared stages skipped, stage 3 for seeds 0 and 1, evaluation
     from weakhand.workbook.ablate import run_ablation
     assert run_ablation("smoke", profile="smoke", device="cpu", seeds=[0, 1], skip_shared=True,

@@ -57,20 +57,30 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
     "steps_stage2": ("optimizer steps of stage 2", 6, 1500, 20000),
     # 40_train_depth_teacher
     "dense_width": ("stacked-hourglass width of the depth model", 8, 16, 64),
-    "steps_dense": ("optimizer steps of the depth model", 6, 1000, 20000),
+    "steps_dense": ("optimizer steps of the depth model", 6, 800, 20000),
     # 50_train_stage3_weak
     "steps_stage3": ("optimizer steps of each stage-3 variant", 4, 300, 10000),
     "stage3_variants": ("stage-3 variants trained by 50_train_stage3_weak (comma list of cai.VARIANTS)",
                         "2d,2d_depth,2d_depth_hand,2d_bmc,2d_bmc_pinned,2d_depth_bmc,2d_direct,2d_direct_bmc,2d_teacher,full3d",
-                        "2d,2d_depth,2d_bmc_pinned,2d_depth_bmc,2d_direct_bmc,full3d",
+                        "2d,2d_depth,full3d",
                         "2d,2d_depth,2d_depth_hand,2d_bmc,2d_bmc_pinned,2d_depth_bmc,2d_direct,2d_direct_bmc,2d_teacher,full3d"),
     "oracle_samples": ("target test hands in the oracle descent of each weak signal", 16, 64, 512),
     "oracle_steps": ("optimizer steps of the oracle descent (z only)", 10, 100, 300),
+    # 65_train_depth_lifter
+    "lift_seeds": ("lifter seeds of the lifting study (comma list; each: initial weights, source hands, batch order)",
+                   "0,1", "0,1,2", "0,1,2"),
+    "lift_variants": ("lifting variants trained per source and seed (comma list of methods.lift.VARIANTS)",
+                      "source,reg,bmc,bmc_pinned,direct,direct_bmc,reg_bmc,teacher,full3d",
+                      "source,reg,bmc,bmc_pinned,direct,direct_bmc,reg_bmc,teacher,full3d",
+                      "source,reg,bmc,bmc_pinned,direct,direct_bmc,reg_bmc,teacher,full3d"),
+    "lift_width": ("hidden units per layer of the lifter MLP", 32, 256, 512),
+    "lift_source_steps": ("Adam steps of the lifter on source labels, per source and seed", 20, 1500, 20000),
+    "lift_stage3_steps": ("Adam steps of each lifting variant on source + target", 5, 300, 3000),
     # 60_train_pose25d
     "pose25d_width": ("2.5D network width (channels of the first residual stage)", 8, 24, 48),
-    "steps_25d_stage1": ("optimizer steps of the 2.5D model on the source domain", 6, 1000, 20000),
+    "steps_25d_stage1": ("optimizer steps of the 2.5D model on the source domain", 6, 600, 20000),
     "pose25d_variants": ("stage-3 variants trained by 60_train_pose25d (comma list of spurr_bmc.VARIANTS)",
-                         "2d,2d_bmc,2d_bmc_pinned,2d_direct_bmc,full3d", "2d,2d_bmc,full3d",
+                         "2d,2d_bmc,2d_bmc_pinned,2d_direct_bmc,full3d", "2d,2d_bmc",
                          "2d,2d_bmc,2d_bmc_pinned,2d_direct_bmc,full3d"),
 }
 
