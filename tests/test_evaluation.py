@@ -261,7 +261,7 @@ def test_ablate_adding_seeds_evaluates_every_seed_of_the_run(tmp_path, monkeypat
     from weakhand.workbook import ablate, runner
     from weakhand.workbook.ablate import SHARED_OUTPUTS
     run = tmp_path / "study"
-    for rel in SHARED_OUTPUTS.values():  # a finished main job: every shared output exists
+    for rel in (*SHARED_OUTPUTS.values(), ablate.LIFTING_OUTPUT):  # a finished main job: every shared output exists
         (run / rel).parent.mkdir(parents=True, exist_ok=True)
         (run / rel).write_text("")
     calls = []
@@ -273,6 +273,8 @@ def test_ablate_adding_seeds_evaluates_every_seed_of_the_run(tmp_path, monkeypat
     monkeypatch.setattr(runner, "run_notebooks", fake_run)
     assert ablate.run_ablation("study", profile="smoke", seeds=[1, 2], skip_shared=skip_shared,
                                runs_dir=tmp_path, out=io.StringIO()) == 0
-    assert [c[0] for c in calls][-3:] == [("50", "60"), ("50", "60"), ("70",)]
+    lifting = [] if skip_shared else [("65",)]  # the lifting study: once, its seeds inside, unless it exists
+    assert [c[0] for c in calls][-3 - len(lifting):] == [("50", "60"), ("50", "60"), *lifting, ("70",)]
     assert [c[1].get("seed") for c in calls if c[0] == ("50", "60")] == [1, 2]
+    assert [c[1]["lift_seeds"] for c in calls if c[0] == ("65",)] == ([] if skip_shared else ["1,2"])
     assert calls[-1][1]["seeds"] == evaluated

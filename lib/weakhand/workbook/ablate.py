@@ -10,7 +10,9 @@ Steps, all into ``runs/<name>`` through :func:`weakhand.workbook.runner.run_note
    (notebooks 00-40; ``--skip-shared`` skips them when their outputs exist);
 2. for each seed: every stage-3 variant of both families (notebooks 50 and 60 with ``seed=k``;
    seed k > 0 writes ``stage3_<variant>_seed<k>``, so every seed starts from the same stages 1-2);
-3. the evaluation notebook (70) over those seeds (with ``--skip-shared``: over every seed the run
+3. the lifting study (notebook 65, its seeds inside: ``lift_seeds`` = the seeds; with
+   ``--skip-shared`` skipped when ``metrics/65_lifting.json`` exists);
+4. the evaluation notebook (70) over those seeds (with ``--skip-shared``: over every seed the run
    folder holds, so ``--seeds 1,2`` on a finished main job gives the 3-seed table): the results
    table with mean ± std, paired intervals against "+ target 2D", and the report.
 
@@ -32,6 +34,8 @@ from ..io import atomic_write_json
 CLI_HELP = "train every stage-3 variant over seeds (shared stages 1-2) and evaluate"
 SHARED = ("00", "10", "20", "30", "40")
 PER_SEED = ("50", "60")
+#: the lifting study runs its seeds inside one notebook (``lift_seeds``), after stage 3's seed 0
+LIFTING, LIFTING_OUTPUT = "65", "metrics/65_lifting.json"
 EVALUATE = "70"
 #: an output that shows a shared notebook has run (for --skip-shared)
 SHARED_OUTPUTS = {"00": "data/synth_sensor/test/manifest.json", "10": "bmc/limits.json",
@@ -126,6 +130,8 @@ def run_ablation(name: str | None = None, *, profile: str = "auto", device: str 
             if not ok:
                 break
             ok = step(f"stage 3, seed {s}", PER_SEED, {"seed": s}, s)
+        if ok and not (skip_shared and (run_dir / LIFTING_OUTPUT).exists()):
+            ok = step("lifting study", (LIFTING,), {"lift_seeds": ",".join(map(str, seeds))}, None)
         if ok:  # adding seeds to a run (--skip-shared) evaluates them with every seed already there
             ok = step("evaluation", (EVALUATE,), {"seeds": "" if skip_shared else ",".join(map(str, seeds))},
                       None)
