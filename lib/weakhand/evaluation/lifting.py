@@ -272,12 +272,13 @@ def run_study(sources: Mapping[str, Any], seeds: Sequence[int], variants: Sequen
             base, h = lift.train_source(cfg, style, seed, opts, device, size, desc=f"lifter {src} seed {seed}")
             history[f"{src}/pretrain/seed{seed}"] = h
             models[src][seed] = base
+            src_batches = lift.stage3_source(style, seed, opts, size)  # shared by the seed's variants
             for v in variants:
                 tgt_name = lift.VARIANTS[v].target
                 target = None if tgt_name == "source" else targets[tgt_name]
                 st = lift.build(v, base, opts, device, drift_mu=mu, **signal_inputs)
                 with torch_seed(seed):
-                    h = lift.fit(st, lift.mixed_batches(style, target, seed, opts, size), opts.stage3_steps,
+                    h = lift.fit(st, lift.mixed_batches(style, target, seed, opts, size, src_batches), opts.stage3_steps,
                                  device, desc=f"{src} {v} seed {seed}")
                 history[f"{src}/{v}/seed{seed}"] = h
                 preds = lift.protocol_predictions(st.model, labels, uv_pred, device)

@@ -50,7 +50,8 @@ VARIANTS = {
     "bmc": Variant("+ biomechanical constraints (Spurr et al.)", ("bmc",)),
     "bmc_pinned": Variant("+ BMC + drift guard (ours)", ("bmc", "drift")),
     "direct": Variant("+ direct depth: zn toward the sensor depth at labelled visible joints (ours)", ("direct",)),
-    "direct_bmc": Variant("+ direct depth + BMC", ("direct", "bmc")),
+    "direct_bmc": Variant("+ direct depth + BMC + drift guard (as the Cai family's 2d_direct_bmc)",
+                          ("direct", "bmc", "drift")),
     "reg_bmc": Variant("+ depth regulariser + BMC", ("regularizer", "bmc")),
     "teacher": Variant("+ the depth teacher's pseudo-3D labels (confidence-weighted)", target="teacher"),
     "full3d": Variant("+ target full 3D labels (upper bound)", target="full3d"),
@@ -72,11 +73,11 @@ class LiftOptions:
     (px of a 64-px crop, σ per coordinate) added to the source labels (0: exact labels)."""
     source_steps: int = 2000
     source_batch: int = 256
-    source_lr: float = 1e-3
+    source_lr: float = 2e-3
     stage3_steps: int = 300
     stage3_source_batch: int = 128
     stage3_target_batch: int = 64
-    stage3_lr: float = 3e-4
+    stage3_lr: float = 2e-3
     reg_weight: float = 1.0
     bmc_weight: float = 0.05
     drift_weight: float = ws.DRIFT_WEIGHT
@@ -277,12 +278,24 @@ def build(variant: str, source_model: Lifter, opts: LiftOptions, device: str = "
                  options=opts)
 
 
-def mixed_batches(style, target: Mapping | None, seed: int, opts: LiftOptions, size: int = 64) -> Iterator[dict]:
-    """{"source": a fresh source batch, "target": a target batch (absent when `target` is None)}."""
-    src = source_batches(style, seed + 1000, opts.stage3_source_batch, size, opts.source_noise_px)
+def stage3_source(style, seed: int, opts: LiftOptions, size: int = 64) -> list[dict]:
+    """The source batches of one stage-3 run (``opts.stage3_steps`` fresh batches of
+    ``opts.stage3_source_batch`` hands, seeded by `seed`): every variant of a seed sees the
+    same ones, so they are drawn once and shared."""
+    it = source_batches(style, seed + 1000, opts.stage3_source_batch, size, opts.source_noise_px)
+    return [next(it) for _ in range(max(1, opts.stage3_steps))]
+
+
+def mixed_batches(style, target: Mapping | None, seed: int, opts: LiftOptions, size: int = 64,
+                  source: list[dict] | None = None) -> Iterator[dict]:
+    """{"source": a fresh source batch, "target": a target batch (absent when `target` is None)};
+    `source`: :func:`stage3_source`'s batches (drawn here when None), cycled."""
+    src_list = source if source is not None else stage3_source(style, seed, opts, size)
     tgt = target_batches(target, opts.stage3_target_batch, seed) if target is not None else None
+    i = 0
     while True:
-        out = {"source": next(src)}
+        out = {"source": src_list[i % len(src_list)]}
+        i += 1
         if tgt is not None:
             out["target"] = next(tgt)
         yield out
@@ -314,7 +327,7 @@ def fit(stage: Stage, batches: Iterator[dict], steps: int, device: str = "cpu", 
         if i % 25 == 0 or i == steps - 1:
             hist["step"].append(i)
             for k, v in terms.items():
-                hist.setdefault(k, []).append(float(v))
+                hist.setdefault(k, []).append(float(v.detach()) if isinstance(v, torch.Tensor) else float(v))
     hist["elapsed_s"] = time.perf_counter() - t0
     model.eval()
     return hist

@@ -74,8 +74,8 @@ _KNOB_TABLE: dict[str, tuple[str, Any, Any, Any]] = {
                       "source,reg,bmc,bmc_pinned,direct,direct_bmc,reg_bmc,teacher,full3d",
                       "source,reg,bmc,bmc_pinned,direct,direct_bmc,reg_bmc,teacher,full3d"),
     "lift_width": ("hidden units per layer of the lifter MLP", 32, 256, 512),
-    "lift_source_steps": ("Adam steps of the lifter on source labels, per source and seed", 20, 1500, 20000),
-    "lift_stage3_steps": ("Adam steps of each lifting variant on source + target", 5, 300, 3000),
+    "lift_source_steps": ("Adam steps of the lifter on source labels, per source and seed", 20, 1200, 20000),
+    "lift_stage3_steps": ("Adam steps of each lifting variant on source + target", 5, 250, 3000),
     # 60_train_pose25d
     "pose25d_width": ("2.5D network width (channels of the first residual stage)", 8, 24, 48),
     "steps_25d_stage1": ("optimizer steps of the 2.5D model on the source domain", 6, 600, 20000),
