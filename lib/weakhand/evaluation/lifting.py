@@ -50,7 +50,7 @@ def constant_from_labels(kp3d: np.ndarray, kp2d: np.ndarray, size: int) -> Const
 
 def floor_scores(const: ConstantPose, labels: Mapping[str, np.ndarray], image_hw) -> dict:
     """{"given": labelled 2D + the constant's mean zn, "full": the constant pose} scored like a
-    model (scalars). `labels`: kp2d, kp3d, vis, K, has_3d of the test split."""
+    model (scalars in mm / px; no arrays). `labels`: kp2d, kp3d, vis, K, has_3d of the test split."""
     lab = {k: np.asarray(labels[k]) for k in ("kp2d", "kp3d", "vis", "K", "has_3d")}
     n = len(lab["kp3d"])
     given = score({**lab, "uv": lab["kp2d"], "zn": np.broadcast_to(const.zn, (n, sk.NUM_JOINTS)).copy()},
@@ -65,7 +65,8 @@ def _scalars(s: Mapping[str, Any]) -> dict[str, float]:
 
 
 def score_protocols(preds: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
-    """{"given": scalars, "full": scalars} of :func:`weakhand.methods.lift.protocol_predictions`."""
+    """{"given": scalars, "full": scalars} (mm, px; no arrays) of
+    :func:`weakhand.methods.lift.protocol_predictions`."""
     return {proto: _scalars(score(p, keep_arrays=False)) for proto, p in preds.items()}
 
 
@@ -132,7 +133,7 @@ def _paired(flat: Mapping[str, Mapping[int, Mapping[str, float]]], variant: str,
 
 
 def fmt(mean: float, std: float, digits: int = 1) -> str:
-    """'12.3 ± 0.4', '12.3' (one seed or a floor) or '—'."""
+    """'12.3 ± 0.4', '12.3' (one seed or a floor) or '—' (no arrays; mm or px as given)."""
     if not np.isfinite(mean):
         return "—"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if np.isfinite(std) else "")
@@ -189,7 +190,7 @@ def _gap(table: Mapping, src: str, variant: str) -> Mapping | None:
 
 
 def checks(table: Mapping, default: str, gap: str, singles: Sequence[str], combos: Sequence[str]) -> list[dict]:
-    """The issue-22 targets, each as {target, measured, met} (strings), from the study table.
+    """The issue-22 targets, each as {target, measured, met} (strings, no arrays; mm), from the study table.
     `default`/`gap`: the two source names; `singles`/`combos`: the single-signal and combined
     weak variants."""
     out = []
@@ -296,7 +297,7 @@ def run_study(sources: Mapping[str, Any], seeds: Sequence[int], variants: Sequen
 
 
 class torch_seed:
-    """Context: the global torch RNG seeded with `seed` inside, restored after (dropout draws of
+    """Context (no arrays): the global torch RNG seeded with `seed` inside, restored after (dropout draws of
     one variant do not shift another's)."""
 
     def __init__(self, seed: int):

@@ -139,7 +139,8 @@ def collate_dataset(dataset, fields=TARGET_FIELDS, batch_size: int = 256) -> dic
 
 
 def hide_target_3d(t: Mapping[str, torch.Tensor]) -> dict:
-    """The weak view of a target set: kp3d NaN and has_3d False (the signals never see 3D)."""
+    """The weak view of a target set: kp3d (N, 21, 3) all NaN and has_3d (N,) False (the signals
+    never see 3D); the 2D (px), depth (mm), mask and K are shared, not copied."""
     out = dict(t)
     out["kp3d"] = torch.full_like(t["kp3d"], float("nan"))
     out["has_3d"] = torch.zeros_like(t["has_3d"], dtype=torch.bool)
@@ -148,7 +149,8 @@ def hide_target_3d(t: Mapping[str, torch.Tensor]) -> dict:
 
 
 def target_batches(t: Mapping[str, torch.Tensor], batch: int, seed: int) -> Iterator[dict]:
-    """Endless random batches (B = `batch`) of an in-memory target set, reshuffled per epoch."""
+    """Endless random batches of an in-memory target set (every tensor (batch, ...), units as
+    stored: px, mm), reshuffled per epoch, order seeded by `seed`."""
     g = torch.Generator().manual_seed(int(seed) + 104729)
     n = len(t["kp2d"])
     while True:
@@ -172,7 +174,7 @@ def zn_loss(zn: torch.Tensor, zn_true: torch.Tensor, weight: torch.Tensor | None
 
 def losses(model: Lifter, source: Mapping, target: Mapping | None, variant: str,
            signals: Mapping | None = None, opts: LiftOptions | None = None) -> dict:
-    """One stage-3 step's loss terms: ``source`` (the supervised zn term on a source batch) +
+    """One stage-3 step's loss terms (scalars; zn (B, 21) in scale-bone units): ``source`` (the supervised zn term on a source batch) +
     the variant's target term(s): Σ λ·signal on the weak target batch, or the teacher's
     pseudo-3D / the target's 3D (smooth-L1 on zn). Returns {"loss", "source", ...} scalars."""
     opts = opts or LiftOptions()
@@ -224,7 +226,8 @@ def _cosine(opt: torch.optim.Optimizer, steps: int, lr: float):
 
 
 def init_lifter(cfg: LifterConfig, seed: int) -> Lifter:
-    """A fresh lifter whose initial weights depend only on `seed` (the global RNG is untouched)."""
+    """A fresh lifter (zn (B, 21) from kp2d (B, 21, 2) px) whose initial weights depend only on
+    `seed` (the global RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return Lifter(cfg)
@@ -232,7 +235,7 @@ def init_lifter(cfg: LifterConfig, seed: int) -> Lifter:
 
 def train_source(cfg: LifterConfig, style, seed: int, opts: LiftOptions, device: str = "cpu",
                  size: int = 64, desc: str = "lifter source") -> tuple[Lifter, dict]:
-    """Stage 1 of the lifter: `opts.source_steps` Adam steps on fresh source label batches of
+    """Stage 1 of the lifter (zn (B, 21) scale-bone units from kp2d (B, 21, 2) px): `opts.source_steps` Adam steps on fresh source label batches of
     `style` (seeded by `seed`: initial weights and the hands drawn). Returns (lifter in eval mode,
     history {"step": [...], "loss": [...], "elapsed_s"})."""
     model = init_lifter(cfg, seed).to(device).train()
@@ -256,7 +259,7 @@ def train_source(cfg: LifterConfig, style, seed: int, opts: LiftOptions, device:
 
 
 def build(variant: str, source_model: Lifter, opts: LiftOptions, device: str = "cpu", **signal_inputs) -> Stage:
-    """The :class:`~weakhand.methods.base.Stage` of one lifting variant: a copy of the source
+    """The :class:`~weakhand.methods.base.Stage` of one lifting variant (no arrays): a copy of the source
     lifter, Adam at ``opts.stage3_lr``, and ``step(model, {"source", "target"})`` → loss terms.
     `signal_inputs`: :func:`weak_signals_for`'s keyword inputs (regularizer, reg_size, prior,
     limits, direct_prior, drift_mu); only the variant's signals need theirs."""
@@ -279,7 +282,8 @@ def build(variant: str, source_model: Lifter, opts: LiftOptions, device: str = "
 
 
 def stage3_source(style, seed: int, opts: LiftOptions, size: int = 64) -> list[dict]:
-    """The source batches of one stage-3 run (``opts.stage3_steps`` fresh batches of
+    """The source batches of one stage-3 run (``opts.stage3_steps`` dicts: kp2d (B, 21, 2) px,
+    K (B, 3, 3), kp3d (B, 21, 3) mm, zn (B, 21); ``opts.stage3_steps`` fresh batches of
     ``opts.stage3_source_batch`` hands, seeded by `seed`): every variant of a seed sees the
     same ones, so they are drawn once and shared."""
     it = source_batches(style, seed + 1000, opts.stage3_source_batch, size, opts.source_noise_px)
@@ -288,7 +292,7 @@ def stage3_source(style, seed: int, opts: LiftOptions, size: int = 64) -> list[d
 
 def mixed_batches(style, target: Mapping | None, seed: int, opts: LiftOptions, size: int = 64,
                   source: list[dict] | None = None) -> Iterator[dict]:
-    """{"source": a fresh source batch, "target": a target batch (absent when `target` is None)};
+    """{"source": a source batch (kp2d (B, 21, 2) px, zn (B, 21)), "target": a target batch (absent when `target` is None)};
     `source`: :func:`stage3_source`'s batches (drawn here when None), cycled."""
     src_list = source if source is not None else stage3_source(style, seed, opts, size)
     tgt = target_batches(target, opts.stage3_target_batch, seed) if target is not None else None
@@ -308,7 +312,7 @@ def _to(batch, device):
 
 
 def fit(stage: Stage, batches: Iterator[dict], steps: int, device: str = "cpu", desc: str = "") -> dict:
-    """Run `steps` optimizer steps of a built stage; returns the history {"step", "loss", terms…,
+    """Run `steps` optimizer steps of a built stage; returns the history (no arrays) {"step", "loss", terms…,
     "elapsed_s"} (every 25 steps) and leaves the model in eval mode. Raises on a non-finite loss,
     naming the step and the terms."""
     model = stage.model.train()
@@ -334,7 +338,7 @@ def fit(stage: Stage, batches: Iterator[dict], steps: int, device: str = "cpu", 
 
 
 def save_lifter(model: Lifter, path: str | Path, config: Mapping | None = None) -> Path:
-    """Write the lifter atomically as a weakhand checkpoint (rebuilt by
+    """Write the lifter atomically as a weakhand checkpoint (no arrays in or out; rebuilt by
     :func:`weakhand.models.registry.build_model`); `config`: plain data recorded with it."""
     from ..models.registry import describe
     from ..train import checkpoint as ck

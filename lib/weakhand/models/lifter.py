@@ -83,6 +83,7 @@ class Lifter(nn.Module):
         self.out = nn.Linear(cfg.width, NUM_JOINTS - 1)
 
     def forward(self, kp2d, K: torch.Tensor | None = None) -> dict:
+        """kp2d (B, 21, 2) px (or a dict with "kp2d", "K"), K (B, 3, 3) px -> {"zn": (B, 21)}."""
         if isinstance(kp2d, dict):
             kp2d, K = kp2d["kp2d"], kp2d["K"]
         h = self.drop(torch.relu(self.inp(ray_features(kp2d.float(), K.float()))))
