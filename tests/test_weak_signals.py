@@ -175,3 +175,20 @@ def test_oracle_shifted_start_exposes_an_offset_blind_signal():
     assert r["z_before_mm"] > 15                       # one scale bone (~19 mm here)
     assert r["z_after_mm"] > 0.9 * r["z_before_mm"]      # ... and it stays: the signal is blind to it
     assert r["loss_after"] < 1e-3                         # while the signal itself is satisfied
+
+
+def test_root_anchored_direct_signal_pins_the_fingers_against_an_observed_wrist():
+    """With the wrist observed, the median-anchored direct signal is still blind to every finger
+    sitting one scale bone too far back (the median follows the 20 fingers); anchoring the offset
+    at the wrist's observed depth (zn₀ = 0) pulls that hand back to the truth."""
+    kp = _hands(8, seed=5)
+    batch = _weak_batch(kp)                                 # every joint observed, the wrist too
+    rows = oracle.oracle_table({"median": ws.DirectDepthSignal(_prior(kp)),
+                                "root": ws.DirectDepthSignal(_prior(kp), anchor="root")},
+                               batch, noise_mm=10.0, starts=("shifted", "noisy"), steps=150)
+    r = {(x["signal"], x["start"]): x for x in rows}
+    assert r["median", "shifted"]["z_after_mm"] > 0.9 * r["median", "shifted"]["z_before_mm"]
+    assert r["root", "shifted"]["z_after_mm"] < 0.3 * r["root", "shifted"]["z_before_mm"]
+    assert r["root", "noisy"]["z_after_mm"] < r["root", "noisy"]["z_before_mm"]
+    with pytest.raises(ValueError, match="anchor"):
+        ws.DirectDepthSignal(_prior(kp), anchor="mean")

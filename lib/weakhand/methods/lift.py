@@ -50,6 +50,8 @@ VARIANTS = {
     "bmc": Variant("+ biomechanical constraints (Spurr et al.)", ("bmc",)),
     "bmc_pinned": Variant("+ BMC + drift guard (ours)", ("bmc", "drift")),
     "direct": Variant("+ direct depth: zn toward the sensor depth at labelled visible joints (ours)", ("direct",)),
+    "direct_root": Variant("+ direct depth anchored at the observed wrist (ours: pins the fingers-vs-wrist shift)",
+                           ("direct_root",)),
     "direct_bmc": Variant("+ direct depth + BMC + drift guard (as the Cai family's 2d_direct_bmc)",
                           ("direct", "bmc", "drift")),
     "reg_bmc": Variant("+ depth regulariser + BMC", ("regularizer", "bmc")),
@@ -57,7 +59,7 @@ VARIANTS = {
     "full3d": Variant("+ target full 3D labels (upper bound)", target="full3d"),
 }
 #: one signal each: the candidates for "best single weak signal"; the rest combine signals
-SINGLE_SIGNALS = ("reg", "bmc", "direct", "teacher")
+SINGLE_SIGNALS = ("reg", "bmc", "direct", "direct_root", "teacher")
 COMBINATIONS = ("bmc_pinned", "direct_bmc", "reg_bmc")
 #: labels of the variants in tables
 ROW_LABELS = {"constant": "mean depth profile / constant pose (learned nothing)",
@@ -204,7 +206,8 @@ def weak_signals_for(variant: str, opts: LiftOptions, *, regularizer=None, reg_s
     reg_size: the regulariser's map side (px); prior: Cai's depth anchor prior {skin_offset_mm, s_mm};
     drift_mu (21,) scale-bone units."""
     need = VARIANTS[variant].signals
-    ws.check_inputs(variant, need, regularizer=regularizer, bmc=limits, direct=direct_prior, drift=drift_mu)
+    ws.check_inputs(variant, need, regularizer=regularizer, bmc=limits, direct=direct_prior,
+                    direct_root=direct_prior, drift=drift_mu)
     out = {}
     if "regularizer" in need:
         out["depth_map"] = (opts.reg_weight, ws.RegularizerSignal(regularizer, reg_size, prior, "label",
@@ -214,6 +217,8 @@ def weak_signals_for(variant: str, opts: LiftOptions, *, regularizer=None, reg_s
         out["bmc"] = (1.0, ws.BMCSignal(limits, BMCWeights(w, w, w), "label"))
     if "direct" in need:
         out["direct_depth"] = (opts.direct_weight, ws.DirectDepthSignal(direct_prior))
+    if "direct_root" in need:
+        out["direct_depth_root"] = (opts.direct_weight, ws.DirectDepthSignal(direct_prior, anchor="root"))
     if "drift" in need:
         out["drift"] = (opts.drift_weight, ws.DriftGuard(drift_mu))
     return out

@@ -39,6 +39,7 @@ BMC_LIFTS = ("label", "pred")
 DRIFT_WEIGHT, DIRECT_WEIGHT = 0.1, 1.0
 #: what produces the input each signal needs (for the error of :func:`check_inputs`)
 PRODUCERS = {"regularizer": "the stage-2 regulariser (30_train_stage2_depth_regularizer)",
+             "direct_root": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
              "bmc": "BMC limits (bmc/limits.json from 10_fit_bmc_limits)",
              "direct": "the direct-depth prior (weak_signals.measure_direct_prior on the source)",
              "drift": "the drift guard's mean depth profile (evaluation.baselines.fit_constant_pose(...).zn)"}
@@ -280,10 +281,19 @@ class DirectDepthSignal:
     visible with valid depth; the scale ŝ = source mean scale × median over bones with both ends
     observed of (observed length / source mean length), else the source mean; the unknown depth
     offset a = median_k(z_obs_k − zn_k·ŝ) (no gradient), so the target is zn*_k = (z_obs_k − a)/ŝ.
-    Samples with fewer than `min_joints` observed joints are skipped."""
+    Samples with fewer than `min_joints` observed joints are skipped.
+
+    anchor="median" (above) is blind to a shift of every non-root joint against the root (the
+    median follows the fingers); anchor="root" (ours) takes a = z_obs of the wrist when the wrist
+    is observed (zn₀ = 0 by definition), the median otherwise, which pins that shift."""
+
+    ANCHORS = ("median", "root")
 
     def __init__(self, prior: DirectDepthPrior | dict, beta: float = 0.1, min_joints: int = 3,
-                 half: int = 1):
+                 half: int = 1, anchor: str = "median"):
+        if anchor not in self.ANCHORS:
+            raise ValueError(f"anchor must be one of {self.ANCHORS}, got {anchor!r}")
+        self.anchor = anchor
         p = prior if isinstance(prior, DirectDepthPrior) else DirectDepthPrior(**prior)
         self.offset = torch.as_tensor(p.skin_offset_mm, dtype=torch.float32)
         self.bone = torch.as_tensor(p.bone_mm, dtype=torch.float32)
@@ -314,6 +324,8 @@ class DirectDepthSignal:
         rel = zn * s_hat[:, None]
         diff = torch.where(use, (z_obs - rel).detach(), torch.full_like(rel, float("nan")))
         a = torch.nan_to_num(torch.nanmedian(diff, dim=-1).values)
+        if self.anchor == "root":  # the wrist's observed depth is the root's: zn_0 = 0
+            a = torch.where(use[:, sk.ROOT], z_obs[:, sk.ROOT].detach(), a)
         zt = torch.where(use, (z_obs - a[:, None]) / s_hat[:, None], torch.zeros_like(zn))
         l = F.smooth_l1_loss(zn, zt.detach(), reduction="none", beta=self.beta)
         return {"loss": masked_mean(l, use), "n": int(use.any(-1).sum())}
