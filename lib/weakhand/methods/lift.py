@@ -54,13 +54,14 @@ VARIANTS = {
                            ("direct_root",)),
     "direct_bmc": Variant("+ direct depth + BMC + drift guard (as the Cai family's 2d_direct_bmc)",
                           ("direct", "bmc", "drift")),
+    "direct_root_bmc": Variant("+ wrist-anchored direct depth + BMC (ours)", ("direct_root", "bmc")),
     "reg_bmc": Variant("+ depth regulariser + BMC", ("regularizer", "bmc")),
     "teacher": Variant("+ the depth teacher's pseudo-3D labels (confidence-weighted)", target="teacher"),
     "full3d": Variant("+ target full 3D labels (upper bound)", target="full3d"),
 }
 #: one signal each: the candidates for "best single weak signal"; the rest combine signals
 SINGLE_SIGNALS = ("reg", "bmc", "direct", "direct_root", "teacher")
-COMBINATIONS = ("bmc_pinned", "direct_bmc", "reg_bmc")
+COMBINATIONS = ("bmc_pinned", "direct_bmc", "direct_root_bmc", "reg_bmc")
 #: labels of the variants in tables
 ROW_LABELS = {"constant": "mean depth profile / constant pose (learned nothing)",
               **{k: ("source only" if k == "source" else v.description.split(" (")[0].split(":")[0])
