@@ -163,3 +163,21 @@ def scale_about_center(s: Array, center: Array, shift=(0.0, 0.0)) -> Array:
     ty = (1 - s) * center[..., 1] + shift[..., 1]
     z = tx * 0
     return _mat3([[s, z, tx], [z, s, ty], [z, z, z + 1]], tx)
+
+
+def check_pinhole_K(K: np.ndarray, what: str = "K") -> np.ndarray:
+    """`K` (3, 3) px as a float64 array if it is a pinhole matrix [[fx, s, cx], [0, fy, cy],
+    [0, 0, 1]] with finite entries and fx, fy > 0 (so invertible, not mirrored); else
+    ValueError naming `what` and the problem."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"{what} is not 3×3 (shape {K.shape})")
+    if not np.isfinite(K).all():
+        raise ValueError(f"{what} has non-finite entries: {K.tolist()}")
+    if not np.allclose(K[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-9) or abs(K[1, 0]) > 1e-9:
+        raise ValueError(f"{what} is not a pinhole camera matrix [[fx, s, cx], [0, fy, cy], "
+                         f"[0, 0, 1]]: got {K.tolist()}")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"{what} is singular or mirrored: the focal lengths must be positive, "
+                         f"got fx = {K[0, 0]:g}, fy = {K[1, 1]:g}")
+    return K

@@ -62,6 +62,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import camera
+
 CLI_HELP = ("lift 2D hand keypoints (from any 2D detector, JSON) to 3D joints with a trained "
             "lifter checkpoint")
 
@@ -151,13 +153,10 @@ def _matrix_K(x: Any, what: str) -> np.ndarray:
                                     "expected [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in px")
     K = np.array([[_number(v, f"{what}[{i}][{j}]") for j, v in enumerate(row)]
                   for i, row in enumerate(x)], dtype=np.float64)
-    if not np.allclose(K[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-9) or abs(K[1, 0]) > 1e-9:
-        raise KeypointFileError(f"{what} is not a pinhole camera matrix [[fx, s, cx], [0, fy, cy], "
-                                f"[0, 0, 1]]: got {K.tolist()}")
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise KeypointFileError(f"{what} is singular or mirrored: the focal lengths must be "
-                                f"positive, got fx = {K[0, 0]:g}, fy = {K[1, 1]:g}")
-    return K
+    try:
+        return camera.check_pinhole_K(K, what)
+    except ValueError as e:
+        raise KeypointFileError(str(e)) from None
 
 
 def _side(x: Any, what: str) -> int:

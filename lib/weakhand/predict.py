@@ -94,6 +94,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import camera
+
 CLI_HELP = ("predict 3D hand joints for a folder of hand-centred image crops with a trained "
             "checkpoint")
 
@@ -414,17 +416,7 @@ def _check_K(K: Any, what: str) -> np.ndarray:
         arr = np.asarray(K, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what}: not a 3×3 matrix of numbers ({e})") from e
-    if arr.shape != (3, 3):
-        raise ValueError(f"{what}: K must be 3×3, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what}: K has non-finite entries")
-    if not np.allclose(arr[2], [0.0, 0.0, 1.0]) or abs(arr[1, 0]) > 1e-9:
-        raise ValueError(f"{what}: K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]], got "
-                         f"{arr.tolist()}")
-    if arr[0, 0] <= 0 or arr[1, 1] <= 0:
-        raise ValueError(f"{what}: focal lengths must be positive, got fx={arr[0, 0]}, "
-                         f"fy={arr[1, 1]}")
-    return arr
+    return camera.check_pinhole_K(arr, f"{what}: K")
 
 
 def read_K(K: Any) -> Any:
@@ -472,8 +464,6 @@ def _prepare(img: np.ndarray, K: np.ndarray, size: int, left: bool
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(net image (S,S,3) uint8, K_net (3,3), M (3,3): image-as-given px -> net px)."""
     import cv2
-
-    from . import camera
 
     h, w = img.shape[:2]
     F = np.eye(3)

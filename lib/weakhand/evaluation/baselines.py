@@ -94,7 +94,16 @@ def fit_constant_pose(data) -> ConstantPose:
     h, w = d.image_size
     kp3d = np.where(left[:, None, None], sk.mirror(kp3d), kp3d)
     u = np.where(left[:, None], (w - 1) - kp2d[..., 0], kp2d[..., 0])
-    uv_rel = np.stack([(u + 0.5) / w, (kp2d[..., 1] + 0.5) / h], -1)
+    return constant_from_labels(kp3d, np.stack([u, kp2d[..., 1]], -1), (h, w))
+
+
+def constant_from_labels(kp3d: np.ndarray, kp2d: np.ndarray, image_hw) -> ConstantPose:
+    """The constant pose of right-handed labels: kp3d (N, 21, 3) mm, kp2d (N, 21, 2) px of
+    crops of `image_hw` = (H, W) px (e.g. label-only source hands; :func:`fit_constant_pose`
+    for a dataset)."""
+    kp3d, kp2d = np.asarray(kp3d, np.float64), np.asarray(kp2d, np.float64)
+    h, w = image_hw
+    uv_rel = np.stack([(kp2d[..., 0] + 0.5) / w, (kp2d[..., 1] + 0.5) / h], -1)
     s = sk.scale_length(kp3d)
     canon = (kp3d - kp3d[:, sk.ROOT:sk.ROOT + 1]) / s[:, None, None]
     return ConstantPose(shape=gpa_mean(canon), zn=canon[..., 2].mean(0), uv_rel=uv_rel.mean(0),

@@ -15,6 +15,7 @@ constant rows are ``floors[source] = {"given": …, "full": …}`` (one set, no 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .. import skeleton as sk
-from .baselines import ConstantPose, gpa_mean, score_constant_pose
-from .scores import paired_versus, score
+from .baselines import ConstantPose, score_constant_pose
+from .scores import paired_versus, scalars, score
 
 #: (protocol, metric key of :func:`weakhand.evaluation.scores.score`, column title)
 METRICS: tuple[tuple[str, str, str], ...] = (
@@ -38,16 +39,6 @@ METRICS: tuple[tuple[str, str, str], ...] = (
 GAP_METRICS = ("pa_epe_mm", "z_err_mm")
 
 
-def constant_from_labels(kp3d: np.ndarray, kp2d: np.ndarray, size: int) -> ConstantPose:
-    """The constant pose of right-handed label samples: kp3d (N, 21, 3) mm, kp2d (N, 21, 2) px
-    of a `size`-px crop (as :func:`weakhand.evaluation.baselines.fit_constant_pose`, from arrays)."""
-    kp3d = np.asarray(kp3d, np.float64)
-    s = sk.scale_length(kp3d)
-    canon = (kp3d - kp3d[:, sk.ROOT:sk.ROOT + 1]) / s[:, None, None]
-    uv_rel = (np.asarray(kp2d, np.float64) + 0.5) / size
-    return ConstantPose(shape=gpa_mean(canon), zn=canon[..., 2].mean(0), uv_rel=uv_rel.mean(0), n=len(kp3d))
-
-
 def floor_scores(const: ConstantPose, labels: Mapping[str, np.ndarray], image_hw) -> dict:
     """{"given": labelled 2D + the constant's mean zn, "full": the constant pose} scored like a
     model (scalars in mm / px; no arrays). `labels`: kp2d, kp3d, vis, K, has_3d of the test split."""
@@ -57,17 +48,13 @@ def floor_scores(const: ConstantPose, labels: Mapping[str, np.ndarray], image_hw
                   keep_arrays=False)
     full = score_constant_pose(const, {**lab, "uv": lab["kp2d"], "zn": np.zeros((n, sk.NUM_JOINTS))},
                                image_hw, keep_arrays=False)
-    return {"given": _scalars(given), "full": _scalars(full)}
-
-
-def _scalars(s: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"given": scalars(given), "full": scalars(full)}
 
 
 def score_protocols(preds: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
     """{"given": scalars, "full": scalars} (mm, px; no arrays) of
     :func:`weakhand.methods.lift.protocol_predictions`."""
-    return {proto: _scalars(score(p, keep_arrays=False)) for proto, p in preds.items()}
+    return {proto: scalars(score(p, keep_arrays=False)) for proto, p in preds.items()}
 
 
 def _flat(by_seed: Mapping[int, Mapping[str, Mapping[str, float]]]) -> dict[int, dict[str, float]]:
@@ -181,7 +168,8 @@ def display_gaps(table: Mapping, oracle: Mapping[str, str] | None = None,
     return out
 
 
-def _row(table: Mapping, src: str, variant: str) -> Mapping | None:
+def row(table: Mapping, src: str, variant: str) -> Mapping | None:
+    """The study-table row of (source, variant), None if absent (no arrays)."""
     return next((r for r in table["rows"] if r["source"] == src and r["variant"] == variant), None)
 
 
@@ -199,13 +187,13 @@ def checks(table: Mapping, default: str, gap: str, singles: Sequence[str], combo
         out.append({"target": target, "measured": measured,
                     "met": "—" if met is None else ("yes" if met else "no")})
 
-    c, f = _row(table, default, "constant"), _row(table, default, "full3d")
+    c, f = row(table, default, "constant"), row(table, default, "full3d")
     if c and f:
         ratio = f["given_pa_epe_mm_mean"] / c["given_pa_epe_mm_mean"]
         add("2D given, full-3D lifter PA-EPE ≤ 0.45 × mean-profile floor (default source)",
             f"{f['given_pa_epe_mm_mean']:.2f} vs floor {c['given_pa_epe_mm_mean']:.2f} mm = {ratio:.2f} ×", ratio <= 0.45)
     for src, need in ((gap, 1.3), (default, None)):
-        s, f = _row(table, src, "source"), _row(table, src, "full3d")
+        s, f = row(table, src, "source"), row(table, src, "full3d")
         if s and f:
             ratio = s["given_pa_epe_mm_mean"] / f["given_pa_epe_mm_mean"]
             add(f"2D given, {src}: source-only PA-EPE vs full 3D" + (f" ≥ {need} ×" if need else " (reported)"),
@@ -232,7 +220,7 @@ def checks(table: Mapping, default: str, gap: str, singles: Sequence[str], combo
     if g:
         add(f"2D given, {gap}: BMC alone (reported whatever its sign)",
             f"PA-EPE {_ci_cell(g['paired']['given_pa_epe_mm'])}, z {_ci_cell(g['paired']['given_z_err_mm'])}", None)
-    c = _row(table, default, "constant")
+    c = row(table, default, "constant")
     models = [r for r in table["rows"] if r["variant"] != "constant"]
     if c and models:
         b = min(models, key=lambda r: np.nan_to_num(r["full_pa_epe_mm_mean"], nan=1e9))
@@ -296,21 +284,15 @@ def run_study(sources: Mapping[str, Any], seeds: Sequence[int], variants: Sequen
     return {"scores": scores, "history": history, "models": models}
 
 
-class torch_seed:
-    """Context (no arrays): the global torch RNG seeded with `seed` inside, restored after (dropout draws of
-    one variant do not shift another's)."""
+@contextlib.contextmanager
+def torch_seed(seed: int):
+    """Context (no arrays): the global torch RNG seeded with `seed` inside, restored after
+    (dropout draws of one variant do not shift another's)."""
+    import torch
 
-    def __init__(self, seed: int):
-        self.seed = int(seed)
-
-    def __enter__(self):
-        import torch
-        self._fork = torch.random.fork_rng(devices=[])
-        self._fork.__enter__()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        return self._fork.__exit__(*exc)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def image_model_bars(results: Mapping, variants: Sequence[str] = ("constant", "source", "2d", "2d_depth", "full3d")) -> list[dict]:
@@ -319,9 +301,8 @@ def image_model_bars(results: Mapping, variants: Sequence[str] = ("constant", "s
     PA-EPE (``pa_epe_mm``), mm, with their seed std."""
     out = []
     for r in results["rows"]:
-        if r["variant"] not in variants or (r["variant"] == "constant" and out and any(
-                e["name"].endswith(": constant") for e in out)):
-            continue
+        if r["variant"] not in variants or (r["variant"] == "constant" and r["family"] != "cai"):
+            continue  # one constant row: the families share the source's constant pose
         out.append({"name": f"{r['family_label']}: {r['variant']}",
                     "given": r["lab2d_pa_epe_mm_mean"], "given_std": r.get("lab2d_pa_epe_mm_std", math.nan),
                     "full": r["pa_epe_mm_mean"], "full_std": r.get("pa_epe_mm_std", math.nan)})

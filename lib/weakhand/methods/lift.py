@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from .. import skeleton as sk
 from ..bmc import BMCWeights
+from ..data.torch_data import to_device
 from ..models import root_relative_depth
 from ..models.lifter import Lifter, LifterConfig, mirror_left
 from ..progress import progress
@@ -311,12 +312,6 @@ def mixed_batches(style, target: Mapping | None, seed: int, opts: LiftOptions, s
         yield out
 
 
-def _to(batch, device):
-    if isinstance(batch, Mapping):
-        return {k: _to(v, device) for k, v in batch.items()}
-    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
-
-
 def fit(stage: Stage, batches: Iterator[dict], steps: int, device: str = "cpu", desc: str = "") -> dict:
     """Run `steps` optimizer steps of a built stage; returns the history (no arrays) {"step", "loss", terms…,
     "elapsed_s"} (every 25 steps) and leaves the model in eval mode. Raises on a non-finite loss,
@@ -325,7 +320,7 @@ def fit(stage: Stage, batches: Iterator[dict], steps: int, device: str = "cpu", 
     hist: dict = {"step": []}
     t0 = time.perf_counter()
     for i in progress(range(steps), desc=desc, unit="step"):
-        terms = stage.step(model, _to(next(batches), device))
+        terms = stage.step(model, to_device(next(batches), device))
         if not torch.isfinite(terms["loss"]):
             raise FloatingPointError(f"{desc}: non-finite loss at step {i}: "
                                      + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items()))
@@ -410,9 +405,3 @@ def gradient_shares(model: Lifter, batch: Mapping, variant_signals: Mapping[str,
     model.eval()
     return rows
 
-
-def mean_zn(style, seed: int, n: int = 20000, size: int = 64) -> np.ndarray:
-    """The mean zn (21,) of `n` right-handed source hands of `style` (the drift guard's anchor
-    and the "mean depth profile" floor of that source), scale-bone units."""
-    it = source_batches(style, seed, n, size)
-    return next(it)["zn"].double().mean(0).numpy()
