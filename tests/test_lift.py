@@ -213,3 +213,15 @@ def test_study_table_gap_and_paired_interval():
     assert rows[0]["model"].startswith("mean depth profile")
     checks = lifting.checks(t, "gap", "gap", lift.SINGLE_SIGNALS, lift.COMBINATIONS)
     assert any("best single" in c["target"] and c["met"] == "yes" for c in checks)
+
+
+def test_target_batches_of_a_set_smaller_than_the_batch_yield_the_whole_set():
+    """A real target's training split can hold fewer hands than the stage-3 target batch (a
+    fixture, a small sequence): batches are then the whole set, reshuffled, never an endless wait."""
+    t = {"kp2d": torch.arange(5 * 21 * 2, dtype=torch.float32).reshape(5, 21, 2), "vis": torch.ones(5, 21, dtype=torch.bool)}
+    it = lift.target_batches(t, 64, seed=0)
+    b1, b2 = next(it), next(it)
+    assert b1["kp2d"].shape == (5, 21, 2) and sorted(b1["kp2d"][:, 0, 0].tolist()) == [0.0, 42.0, 84.0, 126.0, 168.0]
+    assert b2["kp2d"].shape == (5, 21, 2)
+    with pytest.raises(ValueError, match="empty"):
+        next(lift.target_batches({"kp2d": torch.zeros(0, 21, 2)}, 8, seed=0))

@@ -87,23 +87,27 @@ def _two_hand_frame(K: np.ndarray, main_side: int, seed: int) -> dict:
             "depth": np.where(over, df, dn).astype(np.float32), "labels": labels, "hands": hands}
 
 
-def write_rhd_tree(root: Path, seed: int = 7) -> dict:
-    """Write RHD_published_v2/{training,evaluation} under `root`; returns the ground truth."""
+def write_rhd_tree(root: Path, seed: int = 7, samples: dict | None = None) -> dict:
+    """Write RHD_published_v2/{training,evaluation} under `root`; returns the ground truth.
+    samples: {"training": [(main side, real background), ...], "evaluation": [...]} (default SAMPLES)."""
     real = cv2.imread(str(REAL_RGB))[..., ::-1] if REAL_RGB.is_file() else None
     truth = {}
-    for set_i, (s, specs) in enumerate(SAMPLES.items()):
+    for set_i, (s, specs) in enumerate((samples or SAMPLES).items()):
         d = root / s
         for sub in ("color", "depth", "mask"):
             (d / sub).mkdir(parents=True)
         anno = {}
         for sid, (main_side, real_bg) in enumerate(specs):
             K = _rhd_K(4 * set_i + sid)
-            fr = _two_hand_frame(K, main_side, seed + 100 * set_i + 10 * sid)
-            if real_bg and real is not None:
-                fr["rgb"] = np.where((fr["labels"] == 0)[..., None], real, fr["rgb"])
-            # Z&B's rule, counted here independently: the near hand must be the bigger one
-            left = int(((fr["labels"] >= 2) & (fr["labels"] <= 17)).sum())
-            right = int(((fr["labels"] >= 18) & (fr["labels"] <= 33)).sum())
+            for attempt in range(8):  # a frame where the far hand shows more pixels is drawn again
+                fr = _two_hand_frame(K, main_side, seed + 100 * set_i + 10 * sid + 100_003 * attempt)
+                if real_bg and real is not None:
+                    fr["rgb"] = np.where((fr["labels"] == 0)[..., None], real, fr["rgb"])
+                # Z&B's rule, counted here independently: the near hand must be the bigger one
+                left = int(((fr["labels"] >= 2) & (fr["labels"] <= 17)).sum())
+                right = int(((fr["labels"] >= 18) & (fr["labels"] <= 33)).sum())
+                if (0 if left > right else 1) == main_side:
+                    break
             assert (0 if left > right else 1) == main_side, (s, sid, left, right)
             xyz = np.zeros((42, 3), np.float32)
             uv_vis = np.zeros((42, 3), np.float32)

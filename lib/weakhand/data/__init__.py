@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .format import (ARRAY_SPECS, DEFAULT_DEPTH_SCALE_MM, IMAGE_ARRAYS, MANIFEST, OPTIONAL_ARRAYS,
                      REQUIRED_ARRAYS, SCHEMA, SCHEMA_VERSION, DatasetError, DatasetWriter, HandData,
+                     data_view,
                      dataset_summary, load_dataset, write_dataset)
 
 _TORCH_NAMES = ("HandDataset", "AugmentConfig", "MixedBatchSampler", "make_mixed_loader",
@@ -17,7 +18,7 @@ _TORCH_NAMES = ("HandDataset", "AugmentConfig", "MixedBatchSampler", "make_mixed
 
 __all__ = ["ARRAY_SPECS", "DEFAULT_DEPTH_SCALE_MM", "IMAGE_ARRAYS", "MANIFEST", "OPTIONAL_ARRAYS",
            "REQUIRED_ARRAYS", "SCHEMA", "SCHEMA_VERSION", "DatasetError", "DatasetWriter",
-           "HandData", "dataset_summary", "load_dataset", "write_dataset", *_TORCH_NAMES]
+           "HandData", "data_view", "dataset_summary", "load_dataset", "write_dataset", *_TORCH_NAMES]
 
 
 def __getattr__(name: str):

@@ -515,13 +515,13 @@ def _truncate_npy(path: Path, rows: int) -> None:
 def write_dataset(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, name: str,
                   domain: str, split: str, source: Mapping[str, Any] | None = None,
                   depth_scale_mm: float = DEFAULT_DEPTH_SCALE_MM, overwrite: bool = False,
-                  extra: Mapping[str, Any] | None = None) -> Path:
+                  extra: Mapping[str, Any] | None = None, root: str = "wrist") -> Path:
     """Write a small in-memory dataset in one go; returns the dataset path.
 
     `arrays` holds the required arrays, optionally ``parts``, and any extras (their dtype and
     trailing shape are taken from the given arrays), each (N, ...) as in the module doc (``rgb``
     (N, H, W, 3) uint8, ``kp3d`` (N, 21, 3) mm, ...). Count and image size come from ``rgb``.
-    depth_scale_mm: mm per stored ``depth`` unit.
+    depth_scale_mm: mm per stored ``depth`` unit; root: what joint 0 is ("wrist", or e.g. STB's "palm").
     """
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
@@ -537,7 +537,7 @@ def write_dataset(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, 
     with DatasetWriter(path, count=rgb.shape[0], image_size=rgb.shape[1:3], name=name,
                        domain=domain, split=split, source=source, depth_scale_mm=depth_scale_mm,
                        extras=extras, overwrite=overwrite, with_parts="parts" in arrays,
-                       extra=extra) as w:
+                       extra=extra, root=root) as w:
         w.write(0, arrays)
     return Path(path)
 
@@ -834,3 +834,32 @@ def dataset_summary(data: HandData | str | os.PathLike) -> dict:
         "created": m.get("created"),
         "source": m.get("source", {}),
     }
+
+
+def _label_counts(arrays: Mapping[str, np.ndarray]) -> dict:
+    side = np.asarray(arrays["side"])
+    return {"has_2d": int(np.count_nonzero(arrays["has_2d"])), "has_3d": int(np.count_nonzero(arrays["has_3d"])),
+            "has_depth": int(np.count_nonzero(arrays["has_depth"])),
+            "left": int(np.count_nonzero(side == 0)), "right": int(np.count_nonzero(side == 1))}
+
+
+def data_view(data: HandData, rows: slice | None = None, *, hide_3d: bool = False,
+              name: str | None = None) -> HandData:
+    """An in-memory view of a split: the samples `rows` (a slice; None: all) and, with
+    `hide_3d`, no 3D labels (``kp3d`` (n, 21, 3) all NaN, ``has_3d`` (n,) False) — what a weakly
+    labelled sample carries. Images stay memory-mapped (a slice of a memmap is a view); the
+    manifest's ``count`` and ``label_counts`` describe the view, and ``view`` records what was
+    cut ({"rows": [start, stop], "hide_3d"}), so a view is never mistaken for the stored split."""
+    start, stop, step = (rows or slice(None)).indices(data.count)
+    if step != 1:
+        raise ValueError(f"data_view: rows must be a contiguous slice, got {rows}")
+    arrays = {k: a[start:stop] for k, a in data.arrays.items()}
+    n = stop - start
+    if hide_3d:
+        arrays["kp3d"] = np.full((n, NUM_JOINTS, 3), np.nan, np.float32)
+        arrays["has_3d"] = np.zeros(n, bool)
+    manifest = dict(data.manifest, count=n, label_counts=_label_counts(arrays),
+                    view={"rows": [start, stop], "hide_3d": bool(hide_3d)})
+    if name:
+        manifest["name"] = name
+    return HandData(data.path, manifest, arrays, mmap=False)

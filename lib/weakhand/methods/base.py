@@ -14,6 +14,8 @@ from ..models import root_relative_depth
 
 #: target training sets a variant can fine-tune on (the notebooks build one loader per name)
 TARGETS = ("weak", "teacher", "full3d", "source")
+#: weak signals that read the target's sensor depth map
+DEPTH_SIGNALS = frozenset({"regularizer", "direct", "direct_root"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,21 @@ class Variant:
     def __post_init__(self):
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+
+    @property
+    def target_labels(self) -> tuple[str, ...]:
+        """Labels the variant needs on the target's training split, among "2d", "depth", "3d"
+        (none for "source"): every target variant reads the 2D; the depth signals and the
+        teacher's pseudo-labels (predicted from the depth maps) read depth; only "full3d" reads 3D
+        (no arrays)."""
+        if self.target == "source":
+            return ()
+        need = ["2d"]
+        if self.target == "teacher" or DEPTH_SIGNALS & set(self.signals):
+            need.append("depth")
+        if self.target == "full3d":
+            need.append("3d")
+        return tuple(need)
 
 
 @dataclass

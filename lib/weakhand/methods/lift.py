@@ -111,11 +111,43 @@ def right_handed(batch: Mapping[str, torch.Tensor]) -> dict:
     return out
 
 
+class LabelPool:
+    """A finite label-only source: the fully labelled hands of a (real) source's training split,
+    drawn with replacement. `labels`: :func:`collate_dataset`'s dict (right-handed; kp2d (N, 21, 2)
+    crop px, kp3d (N, 21, 3) mm, K (N, 3, 3)); hands without 3D or 2D are dropped. The lifter reads
+    rays K⁻¹(u, v, 1), so the crop size the labels were collated at does not matter."""
+
+    def __init__(self, labels: Mapping[str, torch.Tensor], name: str):
+        ok = torch.isfinite(labels["kp3d"]).all(-1).all(-1) & torch.isfinite(labels["kp2d"]).all(-1).all(-1)
+        if not bool(ok.any()):
+            raise ValueError(f"label source {name}: no hand with both 2D and 3D labels")
+        self.name = name
+        self.kp2d, self.kp3d, self.K = (labels[k][ok].float() for k in ("kp2d", "kp3d", "K"))
+
+    def __len__(self) -> int:
+        return len(self.kp2d)
+
+    def to_dict(self) -> dict:
+        """{"name", "kind": "dataset", "hands"} (no arrays)."""
+        return {"name": self.name, "kind": "dataset", "hands": len(self)}
+
+    def batches(self, seed: int, batch: int) -> Iterator[dict]:
+        """Endless batches of `batch` hands drawn with replacement (seeded): kp2d (B, 21, 2) px,
+        kp3d (B, 21, 3) mm, K (B, 3, 3), side (B,) all 1 (right-handed)."""
+        g = torch.Generator().manual_seed(int(seed))
+        while True:
+            i = torch.randint(len(self), (int(batch),), generator=g)
+            yield {"kp2d": self.kp2d[i], "kp3d": self.kp3d[i], "K": self.K[i],
+                   "side": torch.ones(len(i), dtype=torch.long)}
+
+
 def source_batches(style, seed: int, batch: int, size: int = 64, noise_px: float = 0.0) -> Iterator[dict]:
-    """Endless fresh source hands (right-handed) of a synthetic `style`, labels only: kp2d
-    (B, 21, 2) crop px (+ N(0, noise_px²) when given), K (B, 3, 3), kp3d (B, 21, 3) mm, zn (B, 21)."""
+    """Endless source hands (right-handed), labels only: fresh hands of a synthetic `style`, or
+    draws from a :class:`LabelPool`: kp2d (B, 21, 2) crop px (+ N(0, noise_px²) when given),
+    K (B, 3, 3), kp3d (B, 21, 3) mm, zn (B, 21)."""
     g = torch.Generator().manual_seed(int(seed) + 7919)
-    for b in LabelStream(style, seed, batch, size=size):
+    stream = style.batches(seed, batch) if isinstance(style, LabelPool) else LabelStream(style, seed, batch, size=size)
+    for b in stream:
         b = right_handed(b)
         if noise_px:
             b["kp2d"] = b["kp2d"] + noise_px * torch.randn(b["kp2d"].shape, generator=g)
@@ -154,9 +186,13 @@ def hide_target_3d(t: Mapping[str, torch.Tensor]) -> dict:
 
 def target_batches(t: Mapping[str, torch.Tensor], batch: int, seed: int) -> Iterator[dict]:
     """Endless random batches of an in-memory target set (every tensor (batch, ...), units as
-    stored: px, mm), reshuffled per epoch, order seeded by `seed`."""
+    stored: px, mm), reshuffled per epoch, order seeded by `seed`; a set smaller than `batch`
+    gives batches of the whole set."""
     g = torch.Generator().manual_seed(int(seed) + 104729)
     n = len(t["kp2d"])
+    if n == 0:
+        raise ValueError("target_batches: the target set is empty")
+    batch = min(int(batch), n)
     while True:
         perm = torch.randperm(n, generator=g)
         for i in range(0, n - batch + 1, batch):

@@ -33,21 +33,41 @@ __all__ = ["Candidate", "RawDataError", "RawLayoutError", "Reject", "Requirement
 
 
 def parse_sources(spec: str) -> dict[str, str]:
-    """"rhd:/data/RHD_published_v2; stb:/data/STB" -> {"rhd": ..., "stb": ...} (validated).
+    """"rhd:/data/RHD_published_v2; stb:/data/STB" -> {"rhd": ..., "stb": ...} (validated);
+    per-dataset recipe options are dropped here (see :func:`parse_source_options`).
 
     NAME=PATH is accepted too (but not in notebook parameter defaults: papermill drops
     parameter lines with a second '=')."""
+    return {name: path for name, (path, _) in parse_source_options(spec).items()}
+
+
+def parse_source_options(spec: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Like :func:`parse_sources`, with recipe options in brackets after the name:
+    ``"rhd:/data/RHD; stb[root=wrist]:/data/STB"`` -> {"rhd": ("/data/RHD", {}),
+    "stb": ("/data/STB", {"root": "wrist"})} (the same options as ``weakhand data convert --opt``)."""
     out = {}
     for part in (p.strip() for p in spec.replace("\n", ";").split(";")):
         if not part:
             continue
-        cut = min((i for i in (part.find(":"), part.find("=")) if i > 0), default=-1)
-        if cut < 0 or not part[cut + 1:].strip():
+        options: dict[str, str] = {}
+        head = part
+        if "[" in part.split(":", 1)[0] or "[" in part.split("=", 1)[0]:
+            lb, rb = part.find("["), part.find("]")
+            if rb < lb:
+                raise ValueError(f"expected NAME[OPT=VALUE,...]:PATH, got {part!r}")
+            for item in (x.strip() for x in part[lb + 1:rb].split(",") if x.strip()):
+                k, eq, v = (y.strip() for y in item.partition("="))
+                if not eq or not k:
+                    raise ValueError(f"recipe option {item!r} in {part!r} is not OPT=VALUE")
+                options[k] = v
+            head = part[:lb] + part[rb + 1:]
+        cut = min((i for i in (head.find(":"), head.find("=")) if i > 0), default=-1)
+        if cut < 0 or not head[cut + 1:].strip():
             raise ValueError(f"expected NAME:PATH, got {part!r}")
-        name, path = part[:cut].strip(), part[cut + 1:]
+        name, path = head[:cut].strip(), head[cut + 1:]
         if name not in RECIPES:
             raise ValueError(f"unknown dataset {name!r}; recipes: {sorted(RECIPES)}")
-        out[name] = path.strip()
+        out[name] = (path.strip(), options)
     return out
 
 
@@ -62,10 +82,11 @@ def convert_sources(spec: str, data_dir, size: int = 128, reuse: bool = True,
     from pathlib import Path
 
     rows = []
-    for name, src in parse_sources(spec).items():
+    for name, (src, own) in parse_source_options(spec).items():
         out = Path(data_dir) / name
         manifests = sorted(out.glob("*/manifest.json"))
-        want = {**get_recipe(name).OPTIONS, **kw.get("options", {})}
+        options = {**kw.get("options", {}), **own}
+        want = {**get_recipe(name).OPTIONS, **options}
         same = bool(manifests) and all(
             (m := json.loads(p.read_text())["source"]).get("src") == str(Path(src).resolve())
             and m.get("size") == size and m.get("options") == want for p in manifests)
@@ -76,7 +97,7 @@ def convert_sources(spec: str, data_dir, size: int = 128, reuse: bool = True,
                              "rejected": "(reused)", "path": str(p.parent),
                              "notice": man.get("source", {}).get("pickle_notice", "")})
             continue
-        rep = convert_dataset(name, src, out, size=size, **kw)
+        rep = convert_dataset(name, src, out, size=size, **{**kw, "options": options})
         for split, r in rep.items():
             if isinstance(r, dict):  # per-split reports; "seconds" and a format "notice" are not
                 rows.append({"dataset": name, "split": split, "count": r["written"],
