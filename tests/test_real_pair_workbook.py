@@ -1,4 +1,5 @@
-"""The whole workbook on a converted real pair: RHD (source) → STB (target), from fixture trees in
+"""The whole workbook on a converted real pair (this also covers notebook 00's conversion and drawing of
+real-format datasets): RHD (source) → STB (target), from fixture trees in
 the exact raw formats (the recipe tests' writers), converted by notebook 00's `real_data`
 parameter and trained/evaluated with `-p source=rhd -p target=stb`; then FreiHAND, a target
 without depth maps, on which the depth variants are refused before anything trains."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -52,6 +54,21 @@ def test_rhd_to_stb_runs_every_notebook(real_run):
     assert s_train.manifest["root"] == "wrist" and s_train.label_counts["has_3d"] == s_train.count
     assert s_train.label_counts["left"] == s_train.count  # STB records left hands only (mirrored on reading)
     assert load_dataset(run / "data/rhd/train").count >= N_RHD_TRAIN - 2
+    # 00 drew every converted split, and the converted keypoints lie on the hand: visible joints (not the
+    # wrist or tips, which sit on the hand's boundary) fall on the converted crops' hand masks
+    for name, split in [("rhd", "train"), ("rhd", "eval"), ("stb", "train"), ("stb", "test")]:
+        d = load_dataset(run / "data" / name / split, verify="full")
+        assert (run / "figures" / f"00_samples_{name}_{split}.html").exists()
+        kp, vis, mask = (np.asarray(d.arrays[k]) for k in ("kp2d", "vis", "mask"))
+        pix = np.rint(kp).astype(int).clip(0, d.image_size[0] - 1)
+        on = mask[np.arange(d.count)[:, None], pix[..., 1], pix[..., 0]] == 1
+        inner = np.ones(21, bool)
+        inner[[0, 4, 8, 12, 16, 20]] = False
+        assert on[vis & inner].mean() > 0.9, (name, split)
+    nb00 = json.dumps([c.get("outputs", []) for c in nbformat.read(run / "00_make_data.ipynb", as_version=4).cells
+                       if c.cell_type == "code"], ensure_ascii=False)
+    assert "converted datasets" in nb00 and "rhd / train" in nb00 and "stb / test" in nb00
+    assert "source rhd → target stb" in nb00  # the resolved study table
     # 10: limits from the source's training split, recorded with the dataset name
     limits = bmc.load_limits(run / "bmc/limits.json")
     assert (limits.provenance["dataset"], limits.provenance["split"]) == ("rhd", "train")
@@ -80,9 +97,11 @@ def test_freihand_target_refuses_depth_variants_before_training(real_run, tmp_pa
     shutil.copytree(base / "runs" / "rhd_stb", run, ignore=shutil.ignore_patterns("stage3_*", "pose25d_*", "lift", "logs"))
     raw = tmp_path / "FreiHAND_pub_v2"
     write_freihand_tree(raw)
-    convert_dataset("freihand", raw, run / "data/freihand", size=SMOKE["image_size"], workers=1,
-                    show_progress=False, log=lambda s: None)
-    assert load_dataset(run / "data/freihand/train").label_counts["has_depth"] == 0
+    # another crop size than the source's (48 vs 64 px) and per-image intrinsics: both resized to train_size
+    convert_dataset("freihand", raw, run / "data/freihand", size=48, workers=1, show_progress=False, log=lambda s: None)
+    fh = load_dataset(run / "data/freihand/train")
+    assert fh.label_counts["has_depth"] == 0 and fh.image_size == (48, 48) != load_dataset(run / "data/rhd/train").image_size
+    assert len(set(np.asarray(fh.arrays["K"])[:, 0, 0].round(1).tolist())) == fh.count
     common = {"source": "rhd", "target": "freihand", "steps_stage3": 2}
     bad = runner.run_notebooks("rhd_fh", profile="smoke", device="cpu", runs_dir=run.parent, only="50",
                                overrides=common)
