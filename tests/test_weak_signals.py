@@ -192,3 +192,20 @@ def test_root_anchored_direct_signal_pins_the_fingers_against_an_observed_wrist(
     assert r["root", "noisy"]["z_after_mm"] < r["root", "noisy"]["z_before_mm"]
     with pytest.raises(ValueError, match="anchor"):
         ws.DirectDepthSignal(_prior(kp), anchor="mean")
+
+
+def test_wrist_depth_is_missing_when_the_wrist_leaves_the_crop():
+    """An augmented crop can cut the wrist off; the anchor must then be missing (0), not the
+    border pixel's depth, and weak_anchor must drop the sample."""
+    depth = torch.zeros(3, 16, 16)
+    depth[:, :, 0] = 900.0   # the border column: an arm or the background, not the wrist
+    depth[:, 6:10, 6:10] = 500.0
+    uv = torch.tensor([[8.0, 8.0], [-3.0, 8.0], [float("nan"), 8.0]])
+    d = ws.wrist_depth(depth, uv)
+    assert d.tolist() == [500.0, 0.0, 0.0]
+    kp2d = torch.zeros(3, 21, 2)
+    kp2d[:, sk.ROOT] = uv
+    batch = {"depth": depth[:, None], "kp2d": kp2d, "kp3d": torch.full((3, 21, 3), float("nan")),
+             "has_3d": torch.zeros(3, dtype=torch.bool), "has_depth": torch.ones(3, dtype=torch.bool)}
+    z, s, valid = ws.weak_anchor(batch, {"skin_offset_mm": 10.0, "s_mm": 30.0})
+    assert valid.tolist() == [True, False, False] and z[0] == 510.0

@@ -111,19 +111,23 @@ def read_depth(depth: torch.Tensor, uv: torch.Tensor, half: int = 1,
 
 
 def wrist_depth(depth: torch.Tensor, uv: torch.Tensor, half: int = 2) -> torch.Tensor:
-    """Median of the valid (> 0) depths in a (2·half+1)² window at uv (B,2); 0 if none.
+    """Median of the valid (> 0) depths in a (2·half+1)² window at uv (B,2); 0 if none, and 0
+    when uv lies outside the image (an augmented crop can cut the wrist off: the border pixel
+    there is not the wrist's depth).
 
     depth (B, H, W) mm, uv (B, 2) px -> (B,) mm."""
     B, H, W = depth.shape
-    u = uv[:, 0].round().long().clamp(0, W - 1)
-    v = uv[:, 1].round().long().clamp(0, H - 1)
+    u_raw = torch.nan_to_num(uv[:, 0], nan=-1e4).round().long()
+    v_raw = torch.nan_to_num(uv[:, 1], nan=-1e4).round().long()
+    inside = (u_raw >= 0) & (u_raw < W) & (v_raw >= 0) & (v_raw < H)
+    u, v = u_raw.clamp(0, W - 1), v_raw.clamp(0, H - 1)
     offs = torch.arange(-half, half + 1, device=depth.device)
     vv = (v[:, None, None] + offs[None, :, None]).clamp(0, H - 1)
     uu = (u[:, None, None] + offs[None, None, :]).clamp(0, W - 1)
     win = depth[torch.arange(B, device=depth.device)[:, None, None], vv, uu].reshape(B, -1)
     win = torch.where(win > 0, win, torch.full_like(win, float("nan")))
     med = torch.nanmedian(win, dim=1).values
-    ok = torch.isfinite(uv).all(-1)
+    ok = torch.isfinite(uv).all(-1) & inside
     return torch.where(torch.isfinite(med) & ok, med, torch.zeros_like(med))
 
 
