@@ -173,8 +173,8 @@ def test_lifting_weak_set_has_no_target_3d_and_full3d_has(run_dir):
     variants = ["source", "bmc", "direct_root", "full3d"]
     sets = {k: lift.collate_dataset(split_dataset(s.data_dir, d, SIZE))
             for k, d in s.target_training_data(variants, lift.VARIANTS).items()}
-    weak = lift.hide_target_3d(sets["weak"])
-    assert torch.isnan(sets["weak"]["kp3d"]).all() and torch.isnan(weak["kp3d"]).all()
+    weak = sets["weak"]
+    assert torch.isnan(weak["kp3d"]).all() and not weak["has_3d"].any()
     assert torch.isfinite(sets["full3d"]["kp3d"]).all()
     opts = lift.LiftOptions(stage3_steps=2, stage3_source_batch=4, stage3_target_batch=8)
     pool = lift.LabelPool(lift.collate_dataset(split_dataset(s.data_dir, s.data("source train"), SIZE)), "rhd/train")
@@ -213,3 +213,10 @@ def test_describe_lists_every_role(run_dir):
     rows = sd.open_study(run_dir, "rhd", "stb").describe()
     assert [r["role"] for r in rows] == list(sd.ROLES)
     assert rows[3]["3D"] == 16 and rows[0]["joint 0"] == "wrist"
+
+
+def test_test_data_keeps_only_test_splits_with_the_labels_asked(run_dir):
+    s = sd.open_study(run_dir, "rhd", "freihand")
+    assert set(s.test_data("2d", "3d")) == {"render test", "sensor test"}
+    only = s.test_data("3d", "depth")  # freihand/eval has no depth maps: a depth model cannot be scored there
+    assert set(only) == {"render test"} and only["render test"].count == 8

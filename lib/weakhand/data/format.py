@@ -449,12 +449,7 @@ class DatasetWriter:
             _check_labels(self.path, self._maps, "invalid labels; nothing was saved")
         except DatasetError as exc:
             raise ValueError(str(exc)) from None
-        side = np.asarray(self._maps["side"])
-        label_counts = {
-            "has_2d": int(has2.sum()), "has_3d": int(has3.sum()),
-            "has_depth": int(np.asarray(self._maps["has_depth"]).sum()),
-            "left": int((side == 0).sum()), "right": int((side == 1).sum()),
-        }
+        label_counts = _label_counts(self._maps)
         for m in self._maps.values():
             m.flush()
         arrays = {}
@@ -837,6 +832,7 @@ def dataset_summary(data: HandData | str | os.PathLike) -> dict:
 
 
 def _label_counts(arrays: Mapping[str, np.ndarray]) -> dict:
+    """The manifest's ``label_counts`` of arrays (N, ...): samples with 2D / 3D / depth, left / right."""
     side = np.asarray(arrays["side"])
     return {"has_2d": int(np.count_nonzero(arrays["has_2d"])), "has_3d": int(np.count_nonzero(arrays["has_3d"])),
             "has_depth": int(np.count_nonzero(arrays["has_depth"])),

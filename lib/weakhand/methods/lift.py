@@ -174,16 +174,6 @@ def collate_dataset(dataset, fields=TARGET_FIELDS, batch_size: int = 256) -> dic
     return {k: torch.cat(v) for k, v in acc.items()}
 
 
-def hide_target_3d(t: Mapping[str, torch.Tensor]) -> dict:
-    """The weak view of a target set: kp3d (N, 21, 3) all NaN and has_3d (N,) False (the signals
-    never see 3D); the 2D (px), depth (mm), mask and K are shared, not copied."""
-    out = dict(t)
-    out["kp3d"] = torch.full_like(t["kp3d"], float("nan"))
-    out["has_3d"] = torch.zeros_like(t["has_3d"], dtype=torch.bool)
-    out.pop("kp3d_conf", None)
-    return out
-
-
 def target_batches(t: Mapping[str, torch.Tensor], batch: int, seed: int) -> Iterator[dict]:
     """Endless random batches of an in-memory target set (every tensor (batch, ...), units as
     stored: px, mm), reshuffled per epoch, order seeded by `seed`; a set smaller than `batch`

@@ -169,6 +169,13 @@ class Study:
         raise StudyError(f"target {self.key('target train')} has no 3D labels: the variant full3d needs them; "
                          "leave it out of the variant list")
 
+    def test_data(self, *labels: str) -> dict[str, HandData]:
+        """The notebooks' test sets {"render test": source test, "sensor test": target test} (the
+        metric keys keep the synthetic names), each only when it carries every one of `labels`
+        ("2d", "3d", "depth"): a target test split without depth maps cannot score a depth model."""
+        roles = {"render test": "source test", "sensor test": "target test"}
+        return {name: self.data(role) for name, role in roles.items() if all(self.has(role, lab) for lab in labels)}
+
     def target_training_data(self, variants: Iterable[str], table: Mapping, labelled_twin=None) -> dict[str, HandData]:
         """The target training sets the `variants` (rows of a method's ``VARIANTS`` `table`) read,
         by the name in ``Variant.target``: always "weak" (:meth:`weak_target`: no 3D), plus
