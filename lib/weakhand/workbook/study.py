@@ -172,7 +172,8 @@ class Study:
     def test_data(self, *labels: str) -> dict[str, HandData]:
         """The notebooks' test sets {"render test": source test, "sensor test": target test} (the
         metric keys keep the synthetic names), each only when it carries every one of `labels`
-        ("2d", "3d", "depth"): a target test split without depth maps cannot score a depth model."""
+        ("2d", "3d", "depth"): a target test split without depth maps cannot score a depth model.
+        Arrays as :meth:`data`: kp2d (N, 21, 2) px, kp3d (N, 21, 3) mm."""
         roles = {"render test": "source test", "sensor test": "target test"}
         return {name: self.data(role) for name, role in roles.items() if all(self.has(role, lab) for lab in labels)}
 
